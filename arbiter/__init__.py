@@ -1,0 +1,1 @@
+"""The `arbiter` command: one umbrella over the packages' own subcommands."""

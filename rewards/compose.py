@@ -1,0 +1,118 @@
+"""Weighted composition of verifier results into one sample reward.
+
+Rules, in order:
+1. A faulted component (TIMEOUT or ERROR) makes the whole reward None with that
+   fault as the verdict: a fault is never turned into 0.
+2. NOT_APPLICABLE components are left out of the sum.
+3. reward = sum(weight * score) over the components that have a score; with none,
+   the sample is NOT_APPLICABLE.
+4. The verdict is the primary (first-routed) component's verdict; if that one is not
+   applicable, CORRECT when every scored component is CORRECT, else INCORRECT.
+Every component is reported, whatever the outcome.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rewards.registry import Registry, default_registry
+from rewards.routing import DEFAULT_ROUTING, RoutingConfig
+from rewards.types import Sample, SampleError, Verdict, VerifierResult
+
+
+@dataclass(frozen=True)
+class ScoredSample:
+    """The outcome for one input sample: a reward and its components, or an input error."""
+
+    id: str | None
+    reward: float | None
+    verdict: Verdict
+    components: dict[str, VerifierResult] = field(default_factory=dict)
+    elapsed_ms: float = 0.0
+    detail: str = ""
+    error_field: str | None = None
+
+    @property
+    def is_input_error(self) -> bool:
+        return self.error_field is not None
+
+    def to_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "id": self.id,
+            "reward": self.reward,
+            "verdict": self.verdict.value,
+            "components": {
+                name: {"score": r.score, "verdict": r.verdict.value, "detail": r.detail}
+                for name, r in self.components.items()
+            },
+            "elapsed_ms": round(self.elapsed_ms, 3),
+        }
+        if self.detail:
+            record["detail"] = self.detail
+        if self.error_field is not None:
+            record["error"] = {"field": self.error_field, "message": self.detail}
+        return record
+
+    @classmethod
+    def input_error(cls, sample_id: str | None, error: SampleError, elapsed_ms: float = 0.0) -> ScoredSample:
+        return cls(sample_id, None, Verdict.ERROR, {}, elapsed_ms, error.message, error.field)
+
+
+def compose(components: list[tuple[str, float, VerifierResult]]) -> tuple[float | None, Verdict, str]:
+    """Combine (name, weight, result) triples, the primary first, into (reward, verdict, detail)."""
+    faults = [(name, r) for name, _, r in components if r.verdict.is_fault]
+    if faults:
+        errors = [f for f in faults if f[1].verdict is Verdict.ERROR]
+        name, result = (errors or faults)[0]
+        return None, result.verdict, f"{name}: {result.detail}"
+    scored = [(w, r) for _, w, r in components if r.score is not None]
+    if not scored:
+        return None, Verdict.NOT_APPLICABLE, "no component applies"
+    reward = sum(w * r.score for w, r in scored)  # type: ignore[operator]
+    primary = components[0][2]
+    if primary.verdict is not Verdict.NOT_APPLICABLE:
+        return reward, primary.verdict, ""
+    all_correct = all(r.verdict is Verdict.CORRECT for _, r in scored)
+    return reward, Verdict.CORRECT if all_correct else Verdict.INCORRECT, ""
+
+
+def run_verifier(verifier_name: str, sample: Sample, registry: Registry) -> VerifierResult:
+    """Score with one verifier; a crash inside it is recorded as an ERROR verdict, not a 0."""
+    verifier = registry.get(verifier_name)
+    try:
+        return verifier.score(sample)
+    except SampleError:
+        raise
+    except Exception as exc:  # a verifier bug is a counted fault with its cause, never a reward
+        return VerifierResult.error(f"{type(exc).__name__}: {exc}")
+
+
+def score_sample(
+    sample: Sample,
+    routing: RoutingConfig = DEFAULT_ROUTING,
+    registry: Registry | None = None,
+    only: str | None = None,
+) -> ScoredSample:
+    """Score one sample with its task's routed verifiers (or just `only`)."""
+    registry = registry or default_registry()
+    start = time.perf_counter()
+    try:
+        route = [(only, 1.0)] if only else [(wv.verifier, wv.weight) for wv in routing.route(sample.task)]
+        components = [(name, weight, run_verifier(name, sample, registry)) for name, weight in route]
+    except SampleError as exc:
+        return ScoredSample.input_error(sample.id, exc, (time.perf_counter() - start) * 1000)
+    if only:
+        result = components[0][2]
+        reward, verdict, detail = result.score, result.verdict, result.detail
+    else:
+        reward, verdict, detail = compose(components)
+    return ScoredSample(
+        id=sample.id,
+        reward=reward,
+        verdict=verdict,
+        components={name: r for name, _, r in components},
+        elapsed_ms=(time.perf_counter() - start) * 1000,
+        detail=detail,
+    )

@@ -1,0 +1,58 @@
+"""The execution contract: what to run, under which limits, and what came of it."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Status(enum.Enum):
+    OK = "ok"
+    RUNTIME_ERROR = "runtime_error"
+    COMPILE_ERROR = "compile_error"
+    TIME_LIMIT = "time_limit"
+    MEMORY_LIMIT = "memory_limit"
+    OUTPUT_LIMIT = "output_limit"
+    SANDBOX_ERROR = "sandbox_error"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-run limits; the defaults are safe for grading one test of a contest-sized program."""
+
+    wall_time_s: float = 10.0
+    cpu_time_s: float = 5.0
+    memory_mib: int = 512
+    max_processes: int = 32
+    max_output_bytes: int = 1 << 20
+    max_file_size_mib: int = 16
+    max_open_files: int = 64
+    compile_time_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("wall_time_s", "cpu_time_s", "memory_mib", "max_processes", "max_output_bytes",
+                     "max_file_size_mib", "max_open_files", "compile_time_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"Limits.{name} must be positive")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    language: str  # a key of sandbox.languages.LANGUAGES: "python", "cpp"
+    source: str
+    stdin: str = ""
+    limits: Limits = field(default_factory=Limits)
+    files: dict[str, str] = field(default_factory=dict)  # extra read-only files placed in the work dir
+
+
+@dataclass(frozen=True)
+class RunResult:
+    status: Status
+    exit_code: int | None
+    signal: int | None
+    stdout: str
+    stderr: str
+    wall_time_s: float
+    cpu_time_s: float
+    peak_memory_mib: float | None
+    detail: str = ""
