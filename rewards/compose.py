@@ -3,11 +3,12 @@
 Rules, in order:
 1. A faulted component (TIMEOUT or ERROR) makes the whole reward None with that
    fault as the verdict: a fault is never turned into 0.
-2. NOT_APPLICABLE components are left out of the sum.
-3. reward = sum(weight * score) over the components that have a score; with none,
-   the sample is NOT_APPLICABLE.
-4. The verdict is the primary (first-routed) component's verdict; if that one is not
-   applicable, CORRECT when every scored component is CORRECT, else INCORRECT.
+2. A NOT_APPLICABLE primary (first-routed, accuracy) component makes the whole sample
+   NOT_APPLICABLE with reward None: a sample whose correctness cannot be judged (say, an
+   unparseable gold answer) must not enter training on its shaping terms alone.
+3. Other NOT_APPLICABLE components are left out of the sum.
+4. reward = sum(weight * score) over the components that have a score, and the verdict is
+   the primary component's verdict.
 Every component is reported, whatever the outcome.
 """
 
@@ -67,15 +68,11 @@ def compose(components: list[tuple[str, float, VerifierResult]]) -> tuple[float 
         errors = [f for f in faults if f[1].verdict is Verdict.ERROR]
         name, result = (errors or faults)[0]
         return None, result.verdict, f"{name}: {result.detail}"
-    scored = [(w, r) for _, w, r in components if r.score is not None]
-    if not scored:
-        return None, Verdict.NOT_APPLICABLE, "no component applies"
-    reward = sum(w * r.score for w, r in scored)  # type: ignore[operator]
-    primary = components[0][2]
-    if primary.verdict is not Verdict.NOT_APPLICABLE:
-        return reward, primary.verdict, ""
-    all_correct = all(r.verdict is Verdict.CORRECT for _, r in scored)
-    return reward, Verdict.CORRECT if all_correct else Verdict.INCORRECT, ""
+    primary_name, _, primary = components[0]
+    if primary.verdict is Verdict.NOT_APPLICABLE:
+        return None, Verdict.NOT_APPLICABLE, f"{primary_name}: {primary.detail}"
+    reward = sum(w * r.score for _, w, r in components if r.score is not None)
+    return reward, primary.verdict, ""
 
 
 def run_verifier(verifier_name: str, sample: Sample, registry: Registry) -> VerifierResult:

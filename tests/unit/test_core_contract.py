@@ -125,12 +125,19 @@ def test_error_outranks_timeout_among_faults():
     assert verdict is Verdict.ERROR
 
 
-def test_not_applicable_components_are_left_out_of_the_sum():
-    reward, verdict, _ = compose(
+def test_not_applicable_primary_makes_the_sample_not_applicable():
+    reward, verdict, detail = compose(
         [("acc", 1.0, VerifierResult.not_applicable("bad gold")), ("fmt", 0.5, VerifierResult.correct())]
     )
-    assert reward == 0.5
-    assert verdict is Verdict.CORRECT
+    assert (reward, verdict) == (None, Verdict.NOT_APPLICABLE)
+    assert "bad gold" in detail
+
+
+def test_not_applicable_secondary_components_are_left_out_of_the_sum():
+    reward, verdict, _ = compose(
+        [("acc", 1.0, VerifierResult.correct()), ("lang", 0.5, VerifierResult.not_applicable("no cot"))]
+    )
+    assert (reward, verdict) == (1.0, Verdict.CORRECT)
 
 
 def test_weighted_sum_with_primary_verdict():

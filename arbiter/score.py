@@ -1,0 +1,260 @@
+"""`arbiter score`: score a JSONL file of completions and write one JSON line per input line.
+
+    arbiter score --input samples.jsonl --output scores.jsonl [--verifier NAME] [--workers N]
+                  [--routing routing.yaml]
+
+Every non-blank input line yields exactly one output line, in input order: a scored record
+(`ScoredSample.to_record()`) or an error record naming the line and the bad field. The
+scoring backend is a `Scorer`, a function from an iterable of samples to their results in
+the same order; `LocalScorer` scores in this process, and a remote backend plugs in the same
+way. Exit status: 0 when the file was processed (error records included), 1 when the input
+could not be read or the output written, 2 for bad arguments (unknown verifier, bad routing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import yaml
+from tqdm import tqdm
+
+from rewards.compose import ScoredSample, score_sample
+from rewards.registry import Registry, default_registry
+from rewards.routing import DEFAULT_ROUTING, RoutingConfig
+from rewards.types import Sample, SampleError
+
+Scorer = Callable[[Iterable[Sample]], Iterator[ScoredSample]]
+"""Maps samples to their results, one per sample, in the order given."""
+
+# How many samples each worker thread may have queued ahead: enough to keep threads busy
+# without reading a large file into memory.
+_LOOKAHEAD_PER_WORKER = 4
+
+
+class VerifierLoadError(RuntimeError):
+    """A routed verifier could not be built (a broken install, not a bad sample)."""
+
+
+class LocalScorer:
+    """Scores in this process with `score_sample`, on `workers` threads, results in input order.
+
+    Threads give real parallelism because the heavy verifiers run their work in their own
+    processes (the math worker pool, the code sandbox). Each verifier a sample needs is built
+    on the reading thread before the sample is handed out, so a broken verifier stops the run
+    with its name instead of failing every sample.
+    """
+
+    def __init__(
+        self,
+        routing: RoutingConfig = DEFAULT_ROUTING,
+        registry: Registry | None = None,
+        only: str | None = None,
+        workers: int = 1,
+    ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
+        self.routing = routing
+        self.registry = registry or default_registry()
+        self.only = only
+        self.workers = workers
+
+    def _build_verifiers(self, sample: Sample) -> None:
+        if self.only:
+            names = [self.only]
+        elif sample.task in self.routing.tasks:
+            names = [wv.verifier for wv in self.routing.tasks[sample.task]]
+        else:
+            return  # score_sample reports the unknown task as an input error on this sample
+        for name in names:
+            try:
+                self.registry.get(name)
+            except Exception as exc:  # re-raised with the verifier's name; never a sample's score
+                raise VerifierLoadError(f"cannot load verifier {name!r}: {type(exc).__name__}: {exc}") from exc
+
+    def _score(self, sample: Sample) -> ScoredSample:
+        return score_sample(sample, self.routing, self.registry, self.only)
+
+    def __call__(self, samples: Iterable[Sample]) -> Iterator[ScoredSample]:
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="arbiter-score") as pool:
+            pending: deque[Future[ScoredSample]] = deque()
+            for sample in samples:
+                self._build_verifiers(sample)
+                pending.append(pool.submit(self._score, sample))
+                if len(pending) >= self.workers * _LOOKAHEAD_PER_WORKER:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
+
+@dataclass(frozen=True)
+class _InputError:
+    line: int
+    id: str | None
+    field: str
+    message: str
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "line": self.line,
+            "verdict": "error",
+            "reward": None,
+            "error": {"field": self.field, "message": self.message},
+        }
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    line: int
+    sample: Sample
+
+
+def _parse_lines(lines: Iterable[str]) -> Iterator[_Parsed | _InputError]:
+    """Decode and validate each non-blank line; the second use of an id is an input error."""
+    first_seen: dict[str, int] = {}
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield _InputError(number, None, "<line>", f"invalid JSON: {exc.msg} at column {exc.colno}")
+            continue
+        raw_id = raw.get("id") if isinstance(raw, dict) else None
+        known_id = str(raw_id) if isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool) else None
+        if known_id is not None and known_id in first_seen:
+            message = f"duplicate id {known_id!r} (first used on line {first_seen[known_id]})"
+            yield _InputError(number, known_id, "id", message)
+            continue
+        if known_id is not None:
+            first_seen[known_id] = number  # a bad line still claims its id: each id is answered once
+        try:
+            sample = Sample.from_dict(raw)
+        except SampleError as exc:
+            yield _InputError(number, known_id, exc.field, exc.message)
+            continue
+        yield _Parsed(number, sample)
+
+
+@dataclass
+class Summary:
+    """What the closing line reports: verdict counts, mean reward, latency percentiles."""
+
+    verdicts: Counter[str] = field(default_factory=Counter)
+    rewards: list[float] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.verdicts[record["verdict"]] += 1
+        if record.get("reward") is not None:
+            self.rewards.append(record["reward"])
+        if "elapsed_ms" in record and "error" not in record:
+            self.latencies_ms.append(record["elapsed_ms"])
+
+    @property
+    def total(self) -> int:
+        return sum(self.verdicts.values())
+
+    def render(self, wall_s: float) -> str:
+        counts = ", ".join(f"{verdict} {n}" for verdict, n in sorted(self.verdicts.items(), key=lambda kv: -kv[1]))
+        lines = [f"scored {self.total} lines in {wall_s:.1f} s: {counts or 'nothing'}"]
+        if self.rewards:
+            lines.append(f"mean reward {sum(self.rewards) / len(self.rewards):.4f} over {len(self.rewards)} rewards")
+        if self.latencies_ms:
+            p50, p99 = percentile(self.latencies_ms, 50), percentile(self.latencies_ms, 99)
+            lines.append(f"latency per sample p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        return "\n".join(lines)
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile: the smallest value with at least pct% of values at or below it."""
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(len(ordered) * pct / 100)) - 1]
+
+
+def score_file(lines: Iterable[str], out: TextIO, scorer: Scorer, progress: tqdm | None = None) -> Summary:
+    """Score JSONL `lines` with `scorer`, writing one record per non-blank line to `out` in input order."""
+    summary = Summary()
+    slots: deque[_Parsed | _InputError] = deque()
+
+    def samples() -> Iterator[Sample]:
+        # Every parsed line, error or sample, queues a slot; the scorer only sees samples.
+        for item in _parse_lines(lines):
+            slots.append(item)
+            if isinstance(item, _Parsed):
+                yield item.sample
+
+    def emit(record: dict[str, Any]) -> None:
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        summary.add(record)
+        if progress is not None:
+            progress.update(1)
+
+    def flush_errors() -> None:
+        while slots and isinstance(slots[0], _InputError):
+            emit(slots.popleft().to_record())  # type: ignore[union-attr]
+
+    for result in scorer(samples()):
+        flush_errors()
+        slot = slots.popleft()
+        if not isinstance(slot, _Parsed) or result.id != slot.sample.id:
+            raise RuntimeError(f"scorer answered {result.id!r} out of input order")
+        record = result.to_record()
+        if result.is_input_error:
+            record["line"] = slot.line
+        emit(record)
+    flush_errors()
+    return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", required=True, help="JSONL file, one sample per line")
+    parser.add_argument("--output", required=True, help="JSONL file to write, one record per input line")
+    parser.add_argument("--verifier", help="score with this one verifier; its score is the reward")
+    parser.add_argument("--workers", type=int, default=1, help="samples scored concurrently (threads; default 1)")
+    parser.add_argument("--routing", help="routing YAML (task -> {verifier: weight}); default: built-in routing")
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"arbiter score: error: {message}", file=sys.stderr)
+    return status
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        return _fail("--workers must be >= 1", 2)
+    registry = default_registry()
+    try:
+        routing = RoutingConfig.load(args.routing) if args.routing else DEFAULT_ROUTING
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        return _fail(f"--routing: {exc}", 2)
+    names = set(registry.names())
+    if args.verifier is not None and args.verifier not in names:
+        return _fail(f"unknown verifier {args.verifier!r} (--verifier); known: {', '.join(sorted(names))}", 2)
+    unknown = sorted(routing.verifier_names() - names)
+    if unknown and args.verifier is None:
+        return _fail(f"--routing names unknown verifier {unknown[0]!r}; known: {', '.join(sorted(names))}", 2)
+    scorer = LocalScorer(routing, registry, only=args.verifier, workers=args.workers)
+    try:
+        with open(args.input, encoding="utf-8") as f:
+            total = sum(1 for line in f if line.strip())
+        started = time.perf_counter()
+        with (
+            open(args.input, encoding="utf-8") as lines,
+            open(args.output, "w", encoding="utf-8") as out,
+            tqdm(total=total, unit="sample", file=sys.stderr, disable=None) as progress,
+        ):
+            summary = score_file(lines, out, scorer, progress)
+    except (OSError, UnicodeDecodeError, VerifierLoadError) as exc:
+        return _fail(str(exc), 1)
+    print(summary.render(time.perf_counter() - started), file=sys.stderr)
+    return 0
