@@ -13,6 +13,11 @@ import sys
 # name -> (module, help); each module defines add_arguments(parser) and run(args) -> int
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "score": ("arbiter.score", "score a JSONL file of completions, in-process or against an endpoint"),
+    "serve": ("services.serve_cli", "run the verifier cluster of a cluster config on Ray Serve (or --standalone)"),
+    "train": ("trainer.train", "cold-start SFT then asynchronous GRPO against verifier services on Ray"),
+    "sample": ("trainer.sample", "rejection sampling: keep the completions the verifiers accept, as SFT JSONL"),
+    "sft": ("trainer.sft", "supervised fine-tuning on prompt/completion JSONL"),
+    "eval": ("trainer.evaluate", "pass@1 and cons@k of a checkpoint on a prompt file"),
 }
 
 

@@ -1,0 +1,81 @@
+"""Isolated execution of untrusted programs: `run(RunRequest) -> RunResult`.
+
+    from sandbox import Limits, RunRequest, Sandbox, Status, run
+
+    result = run(RunRequest("python", "print(input()[::-1])", stdin="abc"))
+    with Sandbox(PoolConfig(pool_size=4)) as box:          # a warm pool of your own
+        result = box.run(RunRequest("cpp", source, limits=Limits(wall_time_s=2)))
+
+`run` uses a process-wide warm pool started on first use (closed at exit), or the backend you
+pass: `LocalBackend()` (a new jail per run), `Sandbox(...)` (warm pool), `DockerBackend(...)`.
+All are thread-safe and give the same Status for the same program.
+
+Statuses: ok, runtime_error (non-zero exit or a signal; exit_code/signal say which),
+compile_error (compiler output in stderr), time_limit (wall or CPU), memory_limit (cgroup OOM
+kill, or an allocation failure under the address-space limit), output_limit (stdout or stderr
+over Limits.max_output_bytes; the program is killed and the first bytes kept), sandbox_error
+(the sandbox itself failed; never the program's fault).
+
+Files and the result channel, for graders that run a trusted harness around untrusted code:
+- `RunRequest.files` places extra files next to the program in the work dir (/work), each a
+  read-only mount the program cannot change, rename or remove. The program itself is
+  /work/solution.py (Python) or /work/main.cpp (C++); sys.path[0] is /work, as with `python3 f`.
+- `RunRequest(result_fd=True)`: the program starts with a private pipe as fd 3
+  (env ARBITER_RESULT_FD=3); what it writes there comes back as `RunResult.result_bytes`
+  (up to 16 MiB), separate from exit code and stdout. The program, and every process it forks,
+  start non-dumpable, so other processes of the run cannot open its /proc/PID/fd/3, read its
+  memory or ptrace it. What stays the harness's job: fork the candidate's code into a child and
+  `os.close(3)` there before running it (code in the same process can always reach fd 3),
+  and judge the child's answers in the parent. For Python the harness is the `source` and
+  runs in the jail's warm interpreter (no exec), so it keeps the non-dumpable flag; an exec'd
+  harness would lose it.
+
+Isolation model (local backend; details in sandbox/bwrap.py, sandbox/_zygote.py):
+bubblewrap jail with new user/PID/net/mount/IPC/UTS/cgroup namespaces, host /usr read-only, no
+/etc/shadow or any other host file but a few of /etc, empty environment, uid 65534 inside and
+outside; per run fresh mount+PID namespaces with new tmpfs work dir, /tmp, /dev/shm and /proc;
+the program has no capabilities, no_new_privs, a seccomp deny-list (namespaces, mount, ptrace,
+bpf, keys, modules, io_uring, SysV IPC, sockets other than AF_UNIX), rlimits (CPU, address space,
+file size, open files, processes, no core), cgroup memory+pids limits when the host has writable
+cgroups (v1 or v2; `describe()` says), and the run's PID namespace is torn down when it ends, so
+daemons and grandchildren never outlive it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+
+from sandbox.api import Limits, RunRequest, RunResult, Status
+from sandbox.backend import Backend
+from sandbox.bwrap import LocalBackend, LocalConfig, SandboxUnavailable
+from sandbox.docker_backend import DockerBackend, DockerConfig
+from sandbox.pool import PoolConfig, Sandbox
+
+__all__ = [
+    "Backend", "DockerBackend", "DockerConfig", "Limits", "LocalBackend", "LocalConfig", "PoolConfig",
+    "RunRequest", "RunResult", "Sandbox", "SandboxUnavailable", "Status", "default_sandbox", "describe", "run",
+]
+
+_default: Sandbox | None = None
+_default_lock = threading.Lock()
+
+
+def default_sandbox() -> Sandbox:
+    """The process-wide warm pool, started on first use and closed at interpreter exit."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Sandbox(PoolConfig())
+            atexit.register(_default.close)
+        return _default
+
+
+def run(request: RunRequest, backend: Backend | None = None) -> RunResult:
+    """Run one request to completion; see the module docstring for statuses and channels."""
+    return (backend or default_sandbox()).run(request)
+
+
+def describe(backend: Backend | None = None) -> str:
+    """What isolation and limit mechanisms are in force, in one line."""
+    return (backend or default_sandbox()).describe()

@@ -43,6 +43,9 @@ class RunRequest:
     stdin: str = ""
     limits: Limits = field(default_factory=Limits)
     files: dict[str, str] = field(default_factory=dict)  # extra read-only files placed in the work dir
+    # True: the program gets a private pipe as fd 3 (env ARBITER_RESULT_FD=3) and whatever it writes
+    # there comes back as RunResult.result_bytes, out of band of exit code and stdout.
+    result_fd: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,3 +59,4 @@ class RunResult:
     cpu_time_s: float
     peak_memory_mib: float | None
     detail: str = ""
+    result_bytes: bytes | None = None  # what was written to fd 3 when RunRequest.result_fd was set

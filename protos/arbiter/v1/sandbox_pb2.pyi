@@ -1,0 +1,119 @@
+from protos.arbiter.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RunStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RUN_STATUS_UNSPECIFIED: _ClassVar[RunStatus]
+    RUN_STATUS_OK: _ClassVar[RunStatus]
+    RUN_STATUS_RUNTIME_ERROR: _ClassVar[RunStatus]
+    RUN_STATUS_COMPILE_ERROR: _ClassVar[RunStatus]
+    RUN_STATUS_TIME_LIMIT: _ClassVar[RunStatus]
+    RUN_STATUS_MEMORY_LIMIT: _ClassVar[RunStatus]
+    RUN_STATUS_OUTPUT_LIMIT: _ClassVar[RunStatus]
+    RUN_STATUS_SANDBOX_ERROR: _ClassVar[RunStatus]
+RUN_STATUS_UNSPECIFIED: RunStatus
+RUN_STATUS_OK: RunStatus
+RUN_STATUS_RUNTIME_ERROR: RunStatus
+RUN_STATUS_COMPILE_ERROR: RunStatus
+RUN_STATUS_TIME_LIMIT: RunStatus
+RUN_STATUS_MEMORY_LIMIT: RunStatus
+RUN_STATUS_OUTPUT_LIMIT: RunStatus
+RUN_STATUS_SANDBOX_ERROR: RunStatus
+
+class Limits(_message.Message):
+    __slots__ = ("wall_time_s", "cpu_time_s", "memory_mib", "max_processes", "max_output_bytes", "max_file_size_mib", "max_open_files", "compile_time_s")
+    WALL_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    CPU_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MIB_FIELD_NUMBER: _ClassVar[int]
+    MAX_PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_FILE_SIZE_MIB_FIELD_NUMBER: _ClassVar[int]
+    MAX_OPEN_FILES_FIELD_NUMBER: _ClassVar[int]
+    COMPILE_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    wall_time_s: float
+    cpu_time_s: float
+    memory_mib: int
+    max_processes: int
+    max_output_bytes: int
+    max_file_size_mib: int
+    max_open_files: int
+    compile_time_s: float
+    def __init__(self, wall_time_s: _Optional[float] = ..., cpu_time_s: _Optional[float] = ..., memory_mib: _Optional[int] = ..., max_processes: _Optional[int] = ..., max_output_bytes: _Optional[int] = ..., max_file_size_mib: _Optional[int] = ..., max_open_files: _Optional[int] = ..., compile_time_s: _Optional[float] = ...) -> None: ...
+
+class ExecuteRequest(_message.Message):
+    __slots__ = ("language", "source", "stdin", "limits", "files", "result_fd")
+    class FilesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FD_FIELD_NUMBER: _ClassVar[int]
+    language: str
+    source: str
+    stdin: str
+    limits: Limits
+    files: _containers.ScalarMap[str, str]
+    result_fd: bool
+    def __init__(self, language: _Optional[str] = ..., source: _Optional[str] = ..., stdin: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., files: _Optional[_Mapping[str, str]] = ..., result_fd: _Optional[bool] = ...) -> None: ...
+
+class ExecuteResponse(_message.Message):
+    __slots__ = ("status", "exit_code", "signal", "stdout", "stderr", "wall_time_s", "cpu_time_s", "peak_memory_mib", "detail", "result_bytes")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_FIELD_NUMBER: _ClassVar[int]
+    STDERR_FIELD_NUMBER: _ClassVar[int]
+    WALL_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    CPU_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    PEAK_MEMORY_MIB_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    RESULT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    status: RunStatus
+    exit_code: int
+    signal: int
+    stdout: str
+    stderr: str
+    wall_time_s: float
+    cpu_time_s: float
+    peak_memory_mib: float
+    detail: str
+    result_bytes: bytes
+    def __init__(self, status: _Optional[_Union[RunStatus, str]] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., stdout: _Optional[str] = ..., stderr: _Optional[str] = ..., wall_time_s: _Optional[float] = ..., cpu_time_s: _Optional[float] = ..., peak_memory_mib: _Optional[float] = ..., detail: _Optional[str] = ..., result_bytes: _Optional[bytes] = ...) -> None: ...
+
+class GradeRequest(_message.Message):
+    __slots__ = ("language", "source", "tests_json", "time_s", "memory_mib")
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TESTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    TIME_S_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MIB_FIELD_NUMBER: _ClassVar[int]
+    language: str
+    source: str
+    tests_json: str
+    time_s: float
+    memory_mib: int
+    def __init__(self, language: _Optional[str] = ..., source: _Optional[str] = ..., tests_json: _Optional[str] = ..., time_s: _Optional[float] = ..., memory_mib: _Optional[int] = ...) -> None: ...
+
+class GradeResponse(_message.Message):
+    __slots__ = ("verdict", "score", "detail")
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    verdict: _common_pb2.Verdict
+    score: float
+    detail: str
+    def __init__(self, verdict: _Optional[_Union[_common_pb2.Verdict, str]] = ..., score: _Optional[float] = ..., detail: _Optional[str] = ...) -> None: ...

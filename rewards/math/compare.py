@@ -1,0 +1,337 @@
+"""Gold-versus-answer comparison on top of Math-Verify. Runs inside a pool worker.
+
+Math-Verify does the parsing (LaTeX via latex2sympy2) and the comparison
+(`verify`). Around it this module fixes the false positives we found, each at
+its cause:
+
+- Number scraping. When the LaTeX of an answer fails to parse, Math-Verify's
+  default `any_match` mode goes on to pick a bare number out of the same text
+  (`1, 2, \\ldots, n` becomes 2; `3x-y+13=0` becomes 0; `1:2:3` as plain text
+  becomes 1). We parse the extracted answer with `extraction_mode="first_match"`,
+  so a failed parse stays a failed parse.
+- Lists latex2sympy misreads. A ratio `a:b:c` is read as `(a/b)/c`, and an
+  ellipsis is dropped from a list. Ratios of three or more terms are compared
+  as proportions, term by term; a list with an ellipsis is compared term by
+  term, in order, with the ellipses in the same places.
+- Upright constants. Unit stripping treats a trailing `\\mathrm{e}` as a unit,
+  so `1-\\frac{1}{\\mathrm{e}}` loses its `e`. `\\mathrm{e}`, `\\mathrm{i}` (and the
+  `\\text`, `\\operatorname` spellings) are rewritten to `e`, `i` first.
+- Tiny values. For exact (float-free) numbers, `verify` ends in
+  `(a - b).evalf(chop=True) == 0`, which chops anything below ~1e-15 to zero, so
+  1/2004! equals 1/2006!. A `verify` match of exact numbers is re-checked with a
+  relative tolerance on a 30-digit evaluation, without chopping.
+
+Every function returns plain strings and bools: sympy objects are printed here,
+inside the worker's deadline, never in the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import sympy
+from math_verify import ExprExtractionConfig, LatexExtractionConfig, StringExtractionConfig, parse, verify
+from sympy import Basic, Expr, Float, Interval, MatrixBase, Tuple
+from sympy import FiniteSet as SympyFiniteSet
+
+# Math-Verify warns once per process that its timeouts are off; the pool enforces them.
+logging.getLogger("math_verify").setLevel(logging.ERROR)
+
+CORRECT = "correct"
+INCORRECT = "incorrect"
+GOLD_UNPARSABLE = "gold_unparsable"
+
+EXTRACTION_TARGETS = {
+    "latex": LatexExtractionConfig(),
+    "latex_default": LatexExtractionConfig(),
+    "latex_boxed0": LatexExtractionConfig(boxed_match_priority=0),
+    "expr": ExprExtractionConfig(),
+    "string": StringExtractionConfig(),
+}
+_ANSWER_TARGETS = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """What the worker needs to compare; sent with every request, so kept small."""
+
+    float_rounding: int = 6
+    numeric_precision: int = 15
+    exact_rel_tol: float = 1e-12
+    strict: bool = True
+    allow_set_relation_comp: bool = False
+    targets: tuple[str, ...] | None = None
+    """None: the texts are extracted answers (answer mode). Otherwise raw texts parsed
+    with these Math-Verify extraction targets and its default any_match mode."""
+
+
+@dataclass(frozen=True)
+class Judgement:
+    outcome: str
+    gold: str
+    answer: str
+
+
+def judge(gold_text: str, answer_text: str, options: CompareOptions) -> Judgement:
+    """Compare one gold text with one answer text."""
+    gold_text = normalize_notation(gold_text)
+    answer_text = normalize_notation(answer_text)
+    if options.targets is None:
+        for splitter, compare in ((_ratio_terms, _proportional), (_ellipsis_terms, _termwise)):
+            gold_terms, answer_terms = splitter(_unwrap_math(gold_text)), splitter(_unwrap_math(answer_text))
+            if gold_terms is not None or answer_terms is not None:
+                return _judge_terms(gold_text, gold_terms, answer_terms, compare, options)
+    gold = _parse(gold_text, options)
+    if not _has_math(gold):
+        return Judgement(GOLD_UNPARSABLE, _show(gold), "")
+    answer = _parse(answer_text, options)
+    outcome = CORRECT if equivalent(gold, answer, options) else INCORRECT
+    return Judgement(outcome, _show(gold), _show(answer))
+
+
+def equivalent(gold: list[Any], answer: list[Any], options: CompareOptions) -> bool:
+    """Math-Verify's verdict, minus the tiny-value matches its chopped evaluation lets through."""
+    if not verify(
+        gold,
+        answer,
+        float_rounding=options.float_rounding,
+        numeric_precision=options.numeric_precision,
+        strict=options.strict,
+        allow_set_relation_comp=options.allow_set_relation_comp,
+        timeout_seconds=None,
+    ):
+        return False
+    gold_math = [g for g in gold if isinstance(g, Basic | MatrixBase)]
+    answer_math = [a for a in answer if isinstance(a, Basic | MatrixBase)]
+    if not gold_math or not answer_math:
+        return True  # a string match: nothing numeric to re-check
+    return not _exact_values_differ(gold_math[0], answer_math[0], options.exact_rel_tol)
+
+
+_UPRIGHT_CONSTANT = re.compile(r"\\(?:mathrm|text|textrm|operatorname|mathit)\s*\{\s*([ei])\s*\}")
+
+
+def normalize_notation(text: str) -> str:
+    """Rewrite notations that Math-Verify's normalizer mangles into ones it reads correctly."""
+    return _UPRIGHT_CONSTANT.sub(r"\1", text)
+
+
+def as_latex_input(answer: str) -> str:
+    """An extracted answer as Math-Verify input: bare LaTeX is boxed, delimited LaTeX kept."""
+    if "\\boxed" in answer or "$" in answer or "\\(" in answer or "\\[" in answer:
+        return answer
+    return "\\boxed{" + answer + "}"
+
+
+def _parse(text: str, options: CompareOptions) -> list[Any]:
+    if options.targets is None:
+        return parse(as_latex_input(text), _ANSWER_TARGETS, extraction_mode="first_match", parsing_timeout=None)
+    targets = [EXTRACTION_TARGETS[name] for name in options.targets]
+    return parse(text, targets, parsing_timeout=None)
+
+
+def _has_math(parsed: list[Any]) -> bool:
+    return any(isinstance(p, Basic | MatrixBase) for p in parsed)
+
+
+def _show(parsed: list[Any]) -> str:
+    if not parsed:
+        return "<nothing parsed>"
+    try:
+        return str(parsed[0])[:120]
+    except Exception:  # printing is best effort; it is only detail text
+        return "<unprintable>"
+
+
+# --- exact-number re-check ---------------------------------------------------------
+
+
+def _exact_values_differ(gold: Any, answer: Any, rel_tol: float) -> bool:
+    """True when two float-free numbers (or same-shaped containers of them) differ relatively."""
+    if isinstance(gold, MatrixBase) and isinstance(answer, MatrixBase):
+        if gold.shape != answer.shape:
+            return False
+        return any(_exact_values_differ(g, a, rel_tol) for g, a in zip(gold, answer, strict=True))
+    if isinstance(gold, Interval) and isinstance(answer, Interval):
+        return _exact_values_differ(gold.start, answer.start, rel_tol) or _exact_values_differ(
+            gold.end, answer.end, rel_tol
+        )
+    if isinstance(gold, Tuple) and isinstance(answer, Tuple) and len(gold) == len(answer):
+        return any(_exact_values_differ(g, a, rel_tol) for g, a in zip(gold, answer, strict=True))
+    if isinstance(gold, SympyFiniteSet) and isinstance(answer, SympyFiniteSet) and len(gold) == len(answer):
+        gold_values, answer_values = _sorted_values(gold.args), _sorted_values(answer.args)
+        if gold_values is None or answer_values is None:
+            return False
+        return any(_relative_gap(g, a) > rel_tol for g, a in zip(gold_values, answer_values, strict=True))
+    gold_readings, answer_readings = _exact_readings(gold), _exact_readings(answer)
+    if not gold_readings or not answer_readings:
+        return False
+    return all(_relative_gap(g, a) > rel_tol for g in gold_readings for a in answer_readings)
+
+
+def _exact_readings(expr: Any) -> list[sympy.Number]:
+    """30-digit values of a float-free constant: the value and, for `p\\%`, also p itself."""
+    if not isinstance(expr, Expr) or expr.has(Float) or not expr.is_number:
+        return []
+    readings = []
+    percent = _percent_base(expr)
+    for candidate in (expr, percent):
+        if candidate is None:
+            continue
+        value = sympy.N(candidate.doit(), 30)
+        if value.is_number and value.is_finite and not value.has(sympy.nan):
+            readings.append(value)
+    return readings
+
+
+def _percent_base(expr: Expr) -> Expr | None:
+    # latex2sympy2 writes p% as Mul(p, UnevaluatedExpr(1/100)); Math-Verify accepts
+    # either reading (28% == 28 == 0.28), so the re-check must allow both too.
+    if isinstance(expr, sympy.Mul) and len(expr.args) == 2:
+        if expr.args[1] == sympy.UnevaluatedExpr(sympy.Rational(1, 100)):
+            return expr.args[0]
+    return None
+
+
+def _sorted_values(args: tuple[Any, ...]) -> list[sympy.Number] | None:
+    values = []
+    for arg in args:
+        readings = _exact_readings(arg)
+        if len(readings) != 1 or not readings[0].is_real:
+            return None
+        values.append(readings[0])
+    return sorted(values)
+
+
+def _relative_gap(a: sympy.Number, b: sympy.Number) -> float:
+    scale = max(abs(a), abs(b))
+    if scale == 0:
+        return 0.0
+    return float(abs(a - b) / scale)
+
+
+# --- ratios and lists with an ellipsis ---------------------------------------------------
+
+_ELLIPSIS = re.compile(r"^(?:\\[lc]?dots[bc]?|\.\.\.|…)$")
+_OPENERS = {"(": ")", "[": "]", "{": "}"}
+_CLOSERS = set(_OPENERS.values())
+_DELIMITED = re.compile(r"^\s*(?:\$\$?|\\\(|\\\[)(.*?)(?:\$\$?|\\\)|\\\])\s*\.?\s*$", re.DOTALL)
+
+
+def _unwrap_math(text: str) -> str:
+    match = _DELIMITED.match(text)
+    return (match.group(1) if match else text).strip()
+
+
+def _split_top_level(text: str, separator: str) -> list[str]:
+    """Split at `separator` outside any (), [], {} or \\{ \\} nesting."""
+    parts, depth, start, i = [], 0, 0, 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            escaped = text[i + 1 : i + 2]
+            if escaped and escaped in "{}":
+                depth += 1 if escaped == "{" else -1
+                i += 2
+                continue
+        elif ch in _OPENERS:
+            depth += 1
+        elif ch in _CLOSERS:
+            depth -= 1
+        elif ch == separator and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+        i += 1
+    parts.append(text[start:].strip())
+    return parts
+
+
+def _stays_open(inner: str) -> bool:
+    """True when `inner` never closes more than it opened: its enclosure wraps it whole."""
+    depth = 0
+    for ch in inner:
+        depth += 1 if ch in _OPENERS else -1 if ch in _CLOSERS else 0
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def _ratio_terms(text: str) -> list[str] | None:
+    """Terms of a ratio of three or more terms; a two-term ratio a:b is left to mean a/b."""
+    parts = _split_top_level(text, ":")
+    if len(parts) < 3 or not all(parts):
+        return None
+    return parts
+
+
+def _strip_enclosure(text: str) -> str:
+    for opener, closer in (("\\{", "\\}"), ("(", ")"), ("[", "]"), ("\\left(", "\\right)")):
+        if text.startswith(opener) and text.endswith(closer):
+            inner = text[len(opener) : -len(closer)]
+            if _stays_open(inner):
+                return inner
+    return text
+
+
+def _ellipsis_terms(text: str) -> list[str] | None:
+    parts = _split_top_level(_strip_enclosure(text), ",")
+    if len(parts) < 2 or not any(_ELLIPSIS.match(p) for p in parts):
+        return None
+    return parts
+
+
+def _judge_terms(gold_text: str, gold_terms, answer_terms, compare, options: CompareOptions) -> Judgement:
+    if gold_terms is None:
+        gold_parsed = _parse(gold_text, options)
+        if not _has_math(gold_parsed):
+            return Judgement(GOLD_UNPARSABLE, _show(gold_parsed), "")
+        return Judgement(INCORRECT, _show(gold_parsed), ", ".join(answer_terms))
+    gold_values = [_term_value(t, options) for t in gold_terms]
+    if any(v is None for v in gold_values):
+        return Judgement(GOLD_UNPARSABLE, ", ".join(gold_terms), "")
+    shown_gold = ", ".join(_show(v) if v is not _ELLIPSIS_TERM else "..." for v in gold_values)
+    if answer_terms is None or len(answer_terms) != len(gold_terms):
+        return Judgement(INCORRECT, shown_gold, "" if answer_terms is None else ", ".join(answer_terms))
+    answer_values = [_term_value(t, options) for t in answer_terms]
+    shown_answer = ", ".join(
+        "<unparsed>" if v is None else "..." if v is _ELLIPSIS_TERM else _show(v) for v in answer_values
+    )
+    if any(v is None for v in answer_values):
+        return Judgement(INCORRECT, shown_gold, shown_answer)
+    outcome = CORRECT if compare(gold_values, answer_values, options) else INCORRECT
+    return Judgement(outcome, shown_gold, shown_answer)
+
+
+_ELLIPSIS_TERM: list[Any] = []  # an empty parse stands for an ellipsis: a real term never parses to nothing
+
+
+def _term_value(term: str, options: CompareOptions) -> list[Any] | None:
+    if _ELLIPSIS.match(term):
+        return _ELLIPSIS_TERM
+    parsed = _parse(term, options)
+    return parsed if _has_math(parsed) else None
+
+
+def _termwise(gold: list[list[Any]], answer: list[list[Any]], options: CompareOptions) -> bool:
+    for g, a in zip(gold, answer, strict=True):
+        if (g is _ELLIPSIS_TERM) != (a is _ELLIPSIS_TERM):
+            return False
+        if g is not _ELLIPSIS_TERM and not equivalent(g, a, options):
+            return False
+    return True
+
+
+def _proportional(gold: list[list[Any]], answer: list[list[Any]], options: CompareOptions) -> bool:
+    """a:b:c equals d:e:f when every cross product agrees: a*e == b*d, a*f == c*d, ..."""
+    g = [_first_math(v) for v in gold]
+    a = [_first_math(v) for v in answer]
+    if any(v is None for v in g + a):
+        return False
+    return all(equivalent([g[i] * a[j]], [g[j] * a[i]], options) for i in range(len(g)) for j in range(i + 1, len(g)))
+
+
+def _first_math(parsed: list[Any]) -> Any:
+    return next((p for p in parsed if isinstance(p, Expr)), None)

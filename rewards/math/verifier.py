@@ -1,0 +1,167 @@
+"""MathVerifier: extract the answer here, compare it with the gold in a bounded worker."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rewards._workers import PoolConfig, WorkerFault, WorkerPool, WorkerTimeout
+from rewards.math.compare import CORRECT, GOLD_UNPARSABLE, CompareOptions
+from rewards.math.extract import extract_answer
+from rewards.types import Sample, SampleError, Verdict, VerifierResult
+
+
+@dataclass(frozen=True)
+class MathConfig:
+    """Settings of the math verifier; unknown keys and wrong types are rejected by from_dict."""
+
+    timeout_s: float = 5.0
+    """Hard bound on one comparison (parse + verify); past it the worker is killed: TIMEOUT."""
+    workers: int = 2
+    """Worker processes; as many comparisons run at once (one per calling thread)."""
+    float_rounding: int = 6
+    """Decimal places to which an answer containing a float is compared (Math-Verify's rule)."""
+    numeric_precision: int = 15
+    """Digits of Math-Verify's numeric evaluation of exact expressions."""
+    exact_rel_tol: float = 1e-12
+    """Exact (float-free) numbers must agree to this relative tolerance, so 1/2004! != 1/2006!."""
+    strict: bool = True
+    """Variable names matter (x = 1 is not y = 1), as in Math-Verify's strict mode."""
+    memory_limit_mib: int | None = 2048
+    """Address-space limit per worker (about 65 MiB in use when idle), so a runaway
+    expansion fails inside the worker (ERROR) instead of swapping the host."""
+
+    def __post_init__(self) -> None:
+        if not self.timeout_s > 0:
+            raise ValueError(f"timeout_s must be positive, got {self.timeout_s!r}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers!r}")
+        if not 0 <= self.float_rounding <= 30:
+            raise ValueError(f"float_rounding must be within 0..30, got {self.float_rounding!r}")
+        if not 0 <= self.exact_rel_tol < 1:
+            raise ValueError(f"exact_rel_tol must be within [0, 1), got {self.exact_rel_tol!r}")
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> MathConfig:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown math config key {unknown[0]!r}; known: {', '.join(fields)}")
+        for name, value in raw.items():
+            expected = {
+                "timeout_s": (int, float),
+                "workers": (int,),
+                "float_rounding": (int,),
+                "numeric_precision": (int,),
+                "exact_rel_tol": (int, float),
+                "strict": (bool,),
+                "memory_limit_mib": (int, type(None)),
+            }[name]
+            if (isinstance(value, bool) and bool not in expected) or not isinstance(value, expected):
+                raise ValueError(f"math config {name!r} has the wrong type {type(value).__name__}")
+        return cls(**raw)
+
+    def pool_config(self) -> PoolConfig:
+        return PoolConfig(
+            handler="rewards.math._worker:handle",
+            workers=self.workers,
+            warmup="rewards.math._worker:warmup",
+            memory_limit_mib=self.memory_limit_mib,
+        )
+
+    def compare_options(self, targets: tuple[str, ...] | None = None) -> CompareOptions:
+        return CompareOptions(
+            float_rounding=self.float_rounding,
+            numeric_precision=self.numeric_precision,
+            exact_rel_tol=self.exact_rel_tol,
+            strict=self.strict,
+            targets=targets,
+        )
+
+
+class MathVerifier:
+    """Scores a completion CORRECT when its final answer equals the sample's gold answer."""
+
+    name = "math"
+    version = "1.0.0"
+    reference = "answer"
+
+    def __init__(self, config: MathConfig | None = None) -> None:
+        self.config = config or MathConfig()
+        self._options = self.config.compare_options()
+        self._pool: WorkerPool | None = None  # started on first use; never pickled
+        self._pool_lock = threading.Lock()
+
+    def score(self, sample: Sample) -> VerifierResult:
+        gold = sample.answer
+        if gold is not None and not isinstance(gold, str):
+            raise SampleError("answer", f"must be a string, got {type(gold).__name__}")
+        if not isinstance(sample.completion, str):
+            raise SampleError("completion", f"must be a string, got {type(sample.completion).__name__}")
+        if gold is None or not gold.strip():
+            return VerifierResult.not_applicable("sample has no gold answer")
+        answer = extract_answer(sample.completion)
+        if answer is None:
+            return VerifierResult.no_answer("no <answer> block and no \\boxed{} after the reasoning")
+        return self._judge(gold, answer, self._options)
+
+    def compare(
+        self, gold: str, prediction: str, targets: tuple[str, ...] | None = None, **overrides: Any
+    ) -> VerifierResult:
+        """Compare two texts directly.
+
+        Without `targets`, `prediction` is an already extracted answer, exactly as in `score`.
+        With `targets` (Math-Verify extraction target names such as ("latex_boxed0", "expr")),
+        both texts are raw model output parsed Math-Verify's way. `overrides` replace
+        CompareOptions fields for this call (float_rounding, strict, allow_set_relation_comp).
+        """
+        options = dataclasses.replace(self.config.compare_options(targets), **overrides)
+        return self._judge(gold, prediction, options)
+
+    def warm(self) -> None:
+        """Start the workers now and wait until each has warmed up."""
+        self._workers().start(wait=True)
+
+    def close(self) -> None:
+        """Kill this verifier's workers; a later call starts fresh ones."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live workers (empty before first use)."""
+        pool = self._pool
+        return pool.pids() if pool is not None else []
+
+    def _workers(self) -> WorkerPool:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = WorkerPool(self.config.pool_config())
+            return self._pool
+
+    def _judge(self, gold: str, answer: str, options: CompareOptions) -> VerifierResult:
+        pool = self._workers()
+        try:
+            outcome, gold_shown, answer_shown = pool.call((gold, answer, options), self.config.timeout_s)
+        except WorkerTimeout as exc:
+            return VerifierResult(Verdict.TIMEOUT, None, f"comparison timed out: {exc}", answer)
+        except WorkerFault as exc:  # a crash, a handler exception, or a closed pool
+            return VerifierResult(Verdict.ERROR, None, f"{type(exc).__name__}: {exc}", answer)
+        if outcome == GOLD_UNPARSABLE:
+            return VerifierResult.not_applicable(f"gold answer could not be parsed: {gold_shown}", answer=answer)
+        if outcome == CORRECT:
+            return VerifierResult.correct(detail=f"{answer_shown} == gold {gold_shown}", answer=answer)
+        return VerifierResult.incorrect(detail=f"{answer_shown} != gold {gold_shown}", answer=answer)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"config": self.config}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["config"])
+
+    def __repr__(self) -> str:
+        return f"MathVerifier({self.config!r})"

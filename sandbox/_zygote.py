@@ -1,0 +1,489 @@
+"""Trusted launcher that lives inside a jail: started once per jail, it serves one run at a time.
+
+Runs as PID 1 of the jail's PID namespace under the system interpreter, stdlib only (it is passed
+to `python3 -c`, so it must not import anything from this repository). Per run:
+
+    zygote (jail PID 1, caps inside the jail's user namespace, never touches run data)
+      └─ B: cloned straight into new mount and PID namespaces (one clone(2), no intermediate
+            process): PID 1 of the run. Mounts fresh tmpfs on /work, /tmp, /dev/shm and a new
+            /proc, reads the run spec from a memfd, writes the files, then per step forks C and
+            waits; on the deadline or at the end kill(-1) takes every process of the run.
+            Writes one JSON status line and exits, which tears the namespace down.
+           └─ C: the program. Fresh stdio, rlimits, all capabilities and the bounding set dropped,
+                 no_new_privs, seccomp filter; then exec, or (warm Python) runpy in this
+                 already-started interpreter.
+
+The zygote only ever sees a small header and file descriptors; the program, its stdin and files
+travel in memfds that B and C read, so nothing of one run stays in the memory the next run forks.
+The zygote is non-dumpable: a program of the same uid cannot open its /proc entries, and as PID 1
+it ignores every signal a program inside can send.
+
+With `--container` (the Docker backend) the same code is PID 1 of a one-run container instead:
+B without the mounts, reading the spec from stdin and multiplexing the program's output, result
+fd and its status as frames on its own stdout.
+"""
+
+import ctypes
+import gc
+import json
+import os
+import resource
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+
+# Modules worth having warm for graded programs: the fork inherits them already imported.
+PRELOAD = (
+    "array", "bisect", "collections", "copy", "dataclasses", "datetime", "decimal", "fractions",
+    "functools", "hashlib", "heapq", "io", "itertools", "json", "math", "operator", "random", "re",
+    "runpy", "statistics", "string", "traceback", "typing", "unittest", "threading", "atexit",
+    "types", "abc", "contextlib", "enum", "numbers", "textwrap", "unicodedata", "weakref",
+)
+for _name in PRELOAD:
+    try:
+        __import__(_name)
+    except ImportError:
+        pass
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWPID = 0x20000000
+SYS_CLONE = 56  # x86_64; the seccomp filter rejects other architectures anyway
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP = 1, 4, 24
+PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, PR_CAP_AMBIENT = 38, 22, 47
+PR_CAP_AMBIENT_CLEAR_ALL, SECCOMP_MODE_FILTER = 4, 2
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+RESULT_FD = 3
+
+
+class _Fail(Exception):
+    pass
+
+
+def _check(rc, what):
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise _Fail(f"{what}: {os.strerror(err)}")
+
+
+def _mount(src, dst, fstype, flags, data=None):
+    _check(libc.mount(src.encode() if src else None, dst.encode(), fstype.encode() if fstype else None,
+                      ctypes.c_ulong(flags), data.encode() if data else None), f"mount {dst}")
+
+
+def _recv(sock):
+    """One framed message: 4-byte length, JSON; descriptors ride on the first chunk."""
+    data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 16)
+    if not data:
+        raise EOFError
+    while len(data) < 4:
+        more = sock.recv(65536)
+        if not more:
+            raise EOFError
+        data += more
+    (length,) = struct.unpack("!I", data[:4])
+    while len(data) < 4 + length:
+        more = sock.recv(65536)
+        if not more:
+            raise EOFError
+        data += more
+    return json.loads(data[4:4 + length]), fds
+
+
+def _send(sock, obj):
+    payload = json.dumps(obj).encode()
+    sock.sendall(struct.pack("!I", len(payload)) + payload)
+
+
+# ---------------------------------------------------------------- C: the program's own process
+
+
+def _drop_privileges(bpf):
+    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    last_cap = int(open("/proc/sys/kernel/cap_last_cap").read())
+    for cap in range(last_cap + 1):
+        # Without CAP_SETPCAP (a container started with all capabilities dropped) the bounding
+        # set cannot be changed; it no longer matters: no capabilities, uid != 0, no_new_privs.
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() != 1:
+            raise _Fail(f"capbset: {os.strerror(ctypes.get_errno())}")
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()
+    _check(libc.capset(header, data), "capset")
+    prog = ctypes.create_string_buffer(bpf, len(bpf))
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    fprog = SockFprog(len(bpf) // 8, ctypes.addressof(prog))
+    _check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0), "seccomp")
+
+
+def _set_rlimits(lim):
+    cpu = max(1, int(lim["cpu_s"] + 0.999))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    resource.setrlimit(resource.RLIMIT_AS, (lim["as_bytes"], lim["as_bytes"]))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (lim["fsize_bytes"], lim["fsize_bytes"]))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lim["nofile"], lim["nofile"]))
+    resource.setrlimit(resource.RLIMIT_NPROC, (lim["nproc"], lim["nproc"]))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_MSGQUEUE, (0, 0))
+    _soft, stack_hard = resource.getrlimit(resource.RLIMIT_STACK)
+    # Contest programs recurse deeply; let the stack grow to the memory limit, as judges do.
+    want = lim["as_bytes"] if stack_hard == resource.RLIM_INFINITY else min(lim["as_bytes"], stack_hard)
+    resource.setrlimit(resource.RLIMIT_STACK, (want, stack_hard))
+
+
+def _exit_code_of(code):
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    try:
+        print(code, file=sys.stderr)
+    except Exception:
+        pass
+    return 1
+
+
+def _run_python(path):
+    """`python3 path` in this interpreter: __main__, sys.argv, sys.path[0], atexit, threads."""
+    import atexit
+    import runpy
+    import threading
+
+    sys.argv = [path]
+    sys.path.insert(0, os.path.dirname(path))
+    code = 0
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except SystemExit as exc:
+        code = _exit_code_of(exc.code)
+    except BaseException:
+        sys.excepthook(*sys.exc_info())
+        code = 1
+    try:
+        threading._shutdown()
+        atexit._run_exitfuncs()
+    except SystemExit as exc:
+        code = _exit_code_of(exc.code)
+    except BaseException:
+        sys.excepthook(*sys.exc_info())
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            code = code or 120
+    os._exit(code)
+
+
+def _become_program(step, spec, stdio):
+    try:
+        os.setsid()
+        for target, fd in enumerate(stdio):
+            if fd == target:
+                os.set_inheritable(fd, True)
+            elif fd is not None:
+                os.dup2(fd, target, inheritable=True)
+        keep = 4 if stdio[RESULT_FD] is not None else 3
+        os.closerange(keep, 1 << 16)
+        # Under memory pressure the program goes first, never the launcher. The file of a
+        # non-dumpable process belongs to root, hence the brief switch.
+        libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        os.chdir(spec["work_dir"])
+        _set_rlimits(step["limits"])
+        os.environ.clear()
+        os.environ.update(spec["env"])
+        _drop_privileges(bytes.fromhex(spec["bpf_hex"]))
+    except BaseException as exc:
+        os.write(2, f"arbiter sandbox: program set-up failed: {exc}\n".encode())
+        os._exit(127)
+    if step["kind"] == "python":
+        _run_python(os.path.join(spec["work_dir"], step["path"]))
+    try:
+        os.execve(step["argv"][0], step["argv"], os.environ)
+    except OSError as exc:
+        os.write(2, f"arbiter sandbox: cannot execute {step['argv'][0]}: {exc}\n".encode())
+        os._exit(127)
+
+
+# ---------------------------------------------------------------- B: PID 1 of the run
+
+
+class _Deadline(Exception):
+    pass
+
+
+def _on_alarm(_signum, _frame):
+    raise _Deadline
+
+
+def _prepare_filesystem(spec):
+    options = f"size={spec['tmpfs_bytes']},nr_inodes={spec['tmpfs_inodes']},mode=0755"
+    for path in ("/work", "/tmp", "/dev/shm"):
+        _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, options)
+    # bwrap's /dev is a tmpfs the jail keeps across runs: read-only here (its device nodes are
+    # mounts of their own and stay usable), so nothing written there reaches the next run.
+    _mount(None, "/dev", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    os.chmod("/tmp", 0o1777)
+    os.chmod("/dev/shm", 0o1777)
+
+
+def _write_files(spec, read_only_mounts):
+    for item in spec["files"]:
+        path = os.path.join(spec["work_dir"], item["name"])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(bytes.fromhex(item["hex"]))
+        os.chmod(path, item["mode"])
+        if item.get("read_only") and read_only_mounts:
+            # A read-only bind over the file itself: the program (same uid, no caps) can neither
+            # write it, chmod it back, nor unlink or rename it (a mount point is busy).
+            _mount(path, path, None, MS_BIND)
+            _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def _run_steps(spec, stdio, artifact_fd=None):
+    results = []
+    signal.signal(signal.SIGALRM, _on_alarm)
+    for step in spec["steps"]:
+        capture = None
+        step_stdio = list(stdio)
+        if step.get("capture"):
+            capture = os.memfd_create("compile-output")
+            step_stdio = [stdio[0], capture, capture, None]
+        started = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            _become_program(step, spec, step_stdio)
+        cpu = 0.0
+        maxrss = 0
+        outcome = {"exit_code": None, "signal": None, "timed_out": False}
+        signal.setitimer(signal.ITIMER_REAL, step["wall_s"])
+        try:
+            while True:
+                got, status, usage = os.wait4(-1, 0)
+                cpu += usage.ru_utime + usage.ru_stime
+                maxrss = max(maxrss, usage.ru_maxrss)
+                if got == pid:
+                    if os.WIFSIGNALED(status):
+                        outcome["signal"] = os.WTERMSIG(status)
+                    else:
+                        outcome["exit_code"] = os.WEXITSTATUS(status)
+                    break
+        except _Deadline:
+            outcome["timed_out"] = True
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        # The step is over: everything it left behind (daemons, sessions, zombies) goes with it.
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        while True:
+            try:
+                _got, _status, usage = os.wait4(-1, 0)
+            except ChildProcessError:
+                break
+            cpu += usage.ru_utime + usage.ru_stime
+            maxrss = max(maxrss, usage.ru_maxrss)
+        outcome.update(cpu_s=cpu, maxrss_kib=maxrss, wall_s=time.monotonic() - started)
+        results.append(outcome)
+        ok = outcome["exit_code"] == 0 and not outcome["timed_out"]
+        if capture is not None:
+            if not ok:
+                os.lseek(capture, 0, os.SEEK_SET)
+                os.write(stdio[2], os.read(capture, spec["capture_cap_bytes"]))
+            os.close(capture)
+        if ok and step.get("capture") and artifact_fd is not None and spec.get("collect"):
+            # Handed back before the program itself runs and could touch it.
+            with open(os.path.join(spec["work_dir"], spec["collect"]), "rb") as f:
+                os.write(artifact_fd, f.read())
+        if not ok:
+            break
+    return results
+
+
+def _run_init(fds, status_fd):
+    try:
+        _mount(None, "/", None, MS_REC | MS_PRIVATE)
+        spec_fd = fds[0]
+        os.lseek(spec_fd, 0, os.SEEK_SET)
+        chunks = []
+        while True:
+            chunk = os.read(spec_fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(spec_fd)
+        spec = json.loads(b"".join(chunks))
+        named = dict(zip(spec["fd_names"], fds, strict=True))
+        stdio = [named["stdin"], named["stdout"], named["stderr"], named.get("result")]
+        _prepare_filesystem(spec)
+        _write_files(spec, read_only_mounts=True)
+        results = _run_steps(spec, stdio, named.get("artifact"))
+        os.write(status_fd, (json.dumps({"steps": results}) + "\n").encode())
+        os._exit(0)
+    except BaseException as exc:
+        try:
+            os.write(status_fd, (json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n").encode())
+        finally:
+            os._exit(1)
+
+
+# ---------------------------------------------------------------- the zygote itself
+
+
+def _serve_run(sock, header, fds):
+    status_r, status_w = os.pipe()
+    # A raw clone(2) rather than os.fork(): it creates the namespaces and B in one step. Python's
+    # after-fork hooks only matter with threads, and the zygote never starts one.
+    pid = libc.syscall(SYS_CLONE, CLONE_NEWNS | CLONE_NEWPID | signal.SIGCHLD, 0, 0, 0, 0)
+    if pid < 0:
+        raise _Fail(f"clone: {os.strerror(ctypes.get_errno())}")
+    if pid == 0:
+        sock.close()
+        os.close(status_r)
+        gc.disable()
+        _run_init(fds, status_w)
+    for fd in fds:
+        os.close(fd)
+    os.close(status_w)
+    pidfd = os.pidfd_open(pid)
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    poller.register(sock, select.POLLIN)
+    deadline = time.monotonic() + header["backstop_s"]
+    killed = None
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            killed = "backstop"
+            os.kill(pid, signal.SIGKILL)
+            break
+        events = dict(poller.poll(remaining * 1000))
+        if pidfd in events:
+            break
+        if sock.fileno() in events:
+            msg, extra = _recv(sock)
+            for fd in extra:
+                os.close(fd)
+            if msg.get("op") == "kill":
+                killed = msg.get("reason", "host")
+                os.kill(pid, signal.SIGKILL)
+                break
+    os.waitpid(pid, 0)
+    os.close(pidfd)
+    with os.fdopen(status_r, "rb") as f:
+        line = f.read(1 << 20)
+    try:
+        status = json.loads(line) if line.strip() else {"error": "run ended without a status"}
+    except ValueError:
+        status = {"error": "unreadable run status"}
+    if killed is not None:
+        status["killed"] = killed
+    _send(sock, {"op": "done", **status})
+
+
+FRAME = struct.Struct("!cI")  # channel (o, e, r, s), payload length
+
+
+def _frame(channel, data):
+    view = memoryview(FRAME.pack(channel, len(data)) + data)
+    while view:
+        view = view[os.write(1, view):]
+
+
+def _pump(sources, caps, state):
+    """Forward the program's pipes to our stdout as frames; over a cap, end the run."""
+    open_fds = dict(sources)
+    counts = dict.fromkeys(caps, 0)
+    while open_fds:
+        ready, _, _ = select.select(list(open_fds), [], [])
+        for fd in ready:
+            data = os.read(fd, 65536)
+            channel = open_fds[fd]
+            if not data:
+                del open_fds[fd]
+                continue
+            room = caps[channel] + 1 - counts[channel]
+            if room > 0:
+                _frame(channel, data[:room])
+            counts[channel] += len(data)
+            if counts[channel] > caps[channel] and not state["output_exceeded"]:
+                state["output_exceeded"] = True
+                try:
+                    os.kill(-1, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+def container_main():
+    """Docker mode: PID 1 of a fresh container; spec on stdin, everything back as frames on stdout.
+
+    The container is the run's namespace, so this is B without the mounts: it writes the files,
+    runs the steps and multiplexes the program's stdout, stderr and result pipe into framed
+    stdout, which the program never holds, followed by one status frame.
+    """
+    import threading
+
+    spec = json.loads(sys.stdin.buffer.read())
+    os.close(0)
+    _write_files(spec, read_only_mounts=False)
+    stdin_fd = os.memfd_create("stdin")
+    os.write(stdin_fd, bytes.fromhex(spec["stdin_hex"]))
+    os.lseek(stdin_fd, 0, os.SEEK_SET)
+    pipes = {channel: os.pipe() for channel in ([b"o", b"e", b"r"] if spec["result_fd"] else [b"o", b"e"])}
+    caps = {b"o": spec["output_cap_bytes"], b"e": spec["output_cap_bytes"], b"r": spec["result_cap_bytes"]}
+    state = {"output_exceeded": False}
+    pump = threading.Thread(target=_pump, args=({r: c for c, (r, _w) in pipes.items()}, caps, state))
+    pump.start()
+    stdio = [stdin_fd, pipes[b"o"][1], pipes[b"e"][1], pipes[b"r"][1] if b"r" in pipes else None]
+    try:
+        status = {"steps": _run_steps(spec, stdio)}
+    except BaseException as exc:
+        status = {"error": f"{type(exc).__name__}: {exc}"}
+    for _r, w in pipes.values():
+        os.close(w)
+    pump.join()
+    status["output_exceeded"] = state["output_exceeded"]
+    _frame(b"s", json.dumps(status).encode())
+    os._exit(0)
+
+
+def main():
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    # Objects that exist now are never collected: forks then do not copy pages just to walk them.
+    gc.collect()
+    gc.freeze()
+    _check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "dumpable")
+    # As PID 1 only signals with a handler get through from inside: keep it that way.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _send(sock, {"op": "ready", "pid": os.getpid()})
+    while True:
+        try:
+            header, fds = _recv(sock)
+        except (EOFError, ConnectionError):
+            os._exit(0)
+        if header.get("op") == "run":
+            _serve_run(sock, header, fds)
+        else:
+            for fd in fds:
+                os.close(fd)
+
+
+if sys.argv[1:] == ["--container"]:
+    container_main()
+else:
+    main()

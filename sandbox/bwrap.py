@@ -1,0 +1,417 @@
+"""The local backend: bubblewrap jails, each with a trusted launcher (sandbox/_zygote.py) inside.
+
+A jail is one `bwrap` process tree: new user, PID, network, mount, IPC, UTS and cgroup namespaces
+(`--unshare-all`), the host's /usr read-only and nothing else of the host's filesystem but a few
+files of /etc, a minimal /dev, its own /proc, loopback-only networking, an empty environment, and
+in-jail uid/gid 65534. The host process that execs bwrap drops to uid 65534 first when it is root,
+so RLIMIT_NPROC is enforced (the kernel exempts host root) and the user namespace maps to nobody.
+
+Inside, the launcher runs each request in fresh mount and PID namespaces of its own (fresh tmpfs
+work dir, /tmp and /dev/shm, fresh /proc; see _zygote.py), so a jail can serve many runs in turn
+without one run seeing anything of another. `Jail` is that handle; `LocalBackend` runs each
+request in a new jail (cold); `sandbox.pool.Sandbox` keeps jails started and reuses them (warm).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import selectors
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sandbox import cgroups
+from sandbox.api import RunRequest, RunResult, Status
+from sandbox.plan import (
+    COMPILE_OUTPUT_CAP_BYTES,
+    MIB,
+    RESULT_CAP_BYTES,
+    CompileCache,
+    Plan,
+    StepOutcome,
+    build_plan,
+    classify,
+    compile_key,
+)
+from sandbox.seccomp_policy import compiled_bpf
+
+log = logging.getLogger(__name__)
+
+SANDBOX_UID = 65534
+ZYGOTE_SOURCE = (Path(__file__).parent / "_zygote.py").read_text()
+# Files of the host's /etc a program may legitimately read: the dynamic loader's cache,
+# Debian's interpreter config and alternatives symlinks (g++ -> g++-12), time zone.
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "python3.11", "alternatives", "localtime")
+# The jail's own account database: the sandbox user only, nothing of the host's users.
+ETC_DATA = {
+    "/etc/passwd": b"nobody:x:65534:65534:sandbox:/tmp:/usr/sbin/nologin\n",
+    "/etc/group": b"nogroup:x:65534:\n",
+}
+JAIL_START_TIMEOUT_S = 20.0
+# Set-up and teardown a run may take beyond its own limits before the host gives up on the jail.
+SUPERVISION_GRACE_S = 5.0
+
+
+class SandboxUnavailable(RuntimeError):
+    """The local backend cannot start jails here (no bwrap, no user namespaces)."""
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    """Where the jail's pieces come from; the defaults fit a Debian/Ubuntu host or image."""
+
+    bwrap_path: str = "/usr/bin/bwrap"
+    python_path: str = "/usr/bin/python3"
+    # A uid the host switches to before exec'ing bwrap when it runs as root; never 0.
+    host_uid: int = SANDBOX_UID
+    use_cgroups: bool = True
+    # Where jails' cgroups go, relative to each cgroup hierarchy's root; nest it inside another
+    # group to put a cap over all jails together (the adversarial suite does).
+    cgroup_parent: str = cgroups.GROUP_PREFIX
+    # Extra per-jail cgroup memory for the launcher processes, beyond the program's limit.
+    cgroup_overhead_mib: int = 64
+
+    def __post_init__(self) -> None:
+        if self.host_uid == 0:
+            raise ValueError("LocalConfig.host_uid must not be 0")
+
+
+@dataclass
+class _Capture:
+    cap: int
+    data: bytearray = field(default_factory=bytearray)
+    exceeded: bool = False
+
+
+def _jail_argv(config: LocalConfig, ctrl_fd: int, options: list[str]) -> list[str]:
+    argv = [
+        config.bwrap_path, *options, "--unshare-all", "--die-with-parent", "--new-session", "--as-pid-1",
+        "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox",
+        # The launcher needs these two inside the jail's own user namespace to build each run's
+        # namespaces and drop the bounding set; programs never hold any capability.
+        "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETPCAP",
+        "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
+        "--setenv", "HOME", "/tmp",
+        "--ro-bind", "/usr", "/usr",
+        "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
+        "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+        "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/work",
+    ]
+    for name in ETC_FILES:
+        argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    argv += ["--remount-ro", "/", "--chdir", "/work",
+             config.python_path, "-I", "-c", ZYGOTE_SOURCE, str(ctrl_fd)]
+    return argv
+
+
+def _is_host_root() -> bool:
+    """Root of the initial user namespace: the kernel exempts it from RLIMIT_NPROC, so switch.
+
+    Root inside a user namespace (an unprivileged container mapping only itself) has no other
+    uid to switch to and needs none: its processes count against its real uid.
+    """
+    if os.geteuid() != 0:
+        return False
+    try:
+        return Path("/proc/self/uid_map").read_text().split()[:3] == ["0", "0", "4294967295"]
+    except OSError:
+        return True
+
+
+def _send(sock: socket.socket, obj: dict, fds: list[int]) -> None:
+    payload = json.dumps(obj).encode()
+    message = struct.pack("!I", len(payload)) + payload
+    socket.send_fds(sock, [message], fds)
+
+
+class _Reader:
+    """Framed JSON messages from the zygote, fed by the caller's selector loop."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+
+    def feed(self, data: bytes) -> list[dict]:
+        self.buffer += data
+        messages = []
+        while len(self.buffer) >= 4:
+            (length,) = struct.unpack("!I", self.buffer[:4])
+            if len(self.buffer) < 4 + length:
+                break
+            messages.append(json.loads(self.buffer[4:4 + length]))
+            self.buffer = self.buffer[4 + length:]
+        return messages
+
+
+def _memfd(name: str, data: bytes) -> int:
+    fd = os.memfd_create(name)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+class Jail:
+    """One started bwrap jail with its launcher waiting for runs. Not thread-safe: one run at a time."""
+
+    def __init__(self, config: LocalConfig, cgroup_manager: cgroups.CgroupManager | None) -> None:
+        self.config = config
+        self.cgroup: cgroups.JailCgroup | None = None
+        self.runs = 0
+        self.broken = False
+        self._reader = _Reader()
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock = parent
+        info_r, info_w = os.pipe()
+        data_fds = {path: _memfd(path, content) for path, content in ETC_DATA.items()}
+        try:
+            self._proc = self._popen(config, child, info_w, data_fds)
+        finally:
+            child.close()
+            os.close(info_w)
+            for fd in data_fds.values():
+                os.close(fd)
+        try:
+            with os.fdopen(info_r, "rb") as info:
+                info_text = info.read()
+            child_pid = json.loads(info_text)["child-pid"] if info_text else None
+            if child_pid is None:
+                raise SandboxUnavailable(f"bwrap failed to start (exit {self._proc.wait(5)})")
+            self.child_pid = int(child_pid)
+            if cgroup_manager is not None:
+                self.cgroup = cgroup_manager.create()
+                # Before the launcher has forked anything: everything it starts is born inside.
+                self.cgroup.add(self._proc.pid)
+                self.cgroup.add(self.child_pid)
+            ready = self._wait_message(JAIL_START_TIMEOUT_S)
+            if ready is None or ready.get("op") != "ready":
+                raise SandboxUnavailable(f"jail launcher did not start: {ready}")
+        except BaseException:
+            self.destroy()
+            raise
+
+    def _popen(self, config: LocalConfig, child: socket.socket, info_w: int,
+               data_fds: dict[str, int]) -> subprocess.Popen:
+        options = ["--info-fd", str(info_w)]
+        for path, fd in data_fds.items():
+            options += ["--ro-bind-data", str(fd), path]
+        ctrl = child.fileno()
+        argv = _jail_argv(config, ctrl, options)
+        as_root = _is_host_root()
+        return subprocess.Popen(
+            argv, env={}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            pass_fds=(ctrl, info_w, *data_fds.values()), close_fds=True,
+            user=config.host_uid if as_root else None, group=config.host_uid if as_root else None,
+            extra_groups=[] if as_root else None, start_new_session=True,
+        )
+
+    def _wait_message(self, timeout_s: float) -> dict | None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self._sock.settimeout(remaining)
+            try:
+                data = self._sock.recv(65536)
+            except TimeoutError:
+                return None
+            finally:
+                self._sock.settimeout(None)
+            if not data:
+                return None
+            messages = self._reader.feed(data)
+            if messages:
+                return messages[0]
+
+    @property
+    def alive(self) -> bool:
+        return not self.broken and self._proc.poll() is None
+
+    def execute(self, request: RunRequest, plan: Plan, compile_cache: CompileCache | None = None) -> RunResult:
+        self.runs += 1
+        started = time.monotonic()
+        limits = request.limits
+        outputs = {"stdout": _Capture(limits.max_output_bytes), "stderr": _Capture(limits.max_output_bytes)}
+        result_capture = _Capture(RESULT_CAP_BYTES) if request.result_fd else None
+        oom_before = 0
+        if self.cgroup is not None:
+            memory = max(s.limits.memory_bytes for s in plan.steps) + self.config.cgroup_overhead_mib * MIB
+            self.cgroup.set_limits(memory, max(s.limits.nproc for s in plan.steps) + 8)
+            oom_before = self.cgroup.oom_kills()
+        spec = {
+            "files": [{"name": name, "hex": data.hex(), "mode": mode, "read_only": ro}
+                      for name, data, mode, ro in plan.files],
+            "steps": [{
+                "kind": s.kind, "argv": list(s.argv), "path": s.path, "capture": s.capture, "wall_s": s.limits.wall_s,
+                "limits": {"cpu_s": s.limits.cpu_s, "as_bytes": s.limits.memory_bytes,
+                           "fsize_bytes": s.limits.fsize_bytes, "nofile": s.limits.nofile, "nproc": s.limits.nproc},
+            } for s in plan.steps],
+            "env": plan.env, "work_dir": "/work", "tmpfs_bytes": plan.tmpfs_bytes, "collect": plan.collect,
+            "tmpfs_inodes": plan.tmpfs_inodes,
+            "bpf_hex": compiled_bpf().hex(), "capture_cap_bytes": COMPILE_OUTPUT_CAP_BYTES,
+        }
+        total_wall = sum(s.limits.wall_s for s in plan.steps)
+        local_fds: list[int] = []
+        remote_fds: list[int] = []
+        artifact_fd = None
+        try:
+            fd_names = ["spec", "stdin", "stdout", "stderr"] + (["result"] if result_capture else [])
+            spec["fd_names"] = fd_names
+            remote_fds.append(-1)  # the spec goes first, once it is complete
+            remote_fds.append(_memfd("stdin", request.stdin.encode()))
+            pipes: dict[int, _Capture] = {}
+            wanted = [outputs["stdout"], outputs["stderr"]] + ([result_capture] if result_capture else [])
+            for capture in wanted:
+                r, w = os.pipe()
+                local_fds.append(r)
+                remote_fds.append(w)
+                pipes[r] = capture
+            if plan.collect is not None:
+                artifact_fd = os.memfd_create("artifact")
+                fd_names.append("artifact")
+                remote_fds.append(artifact_fd)
+            remote_fds[0] = _memfd("spec", json.dumps(spec).encode())
+            _send(self._sock, {"op": "run", "backstop_s": total_wall + 1.0}, remote_fds)
+            for fd in remote_fds:
+                if fd != artifact_fd:
+                    os.close(fd)
+            remote_fds = []
+            done = self._supervise(pipes, total_wall + 1.0 + SUPERVISION_GRACE_S)
+            if artifact_fd is not None and done and compile_cache is not None and plan.cache_key:
+                size = os.lseek(artifact_fd, 0, os.SEEK_END)
+                if size:
+                    compile_cache.put(plan.cache_key, os.pread(artifact_fd, size, 0))
+        finally:
+            for fd in remote_fds + local_fds + ([artifact_fd] if artifact_fd is not None else []):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        wall = time.monotonic() - started
+        stdout = bytes(outputs["stdout"].data[:limits.max_output_bytes]).decode("utf-8", "replace")
+        stderr = bytes(outputs["stderr"].data[:limits.max_output_bytes]).decode("utf-8", "replace")
+        result_bytes = bytes(result_capture.data[:RESULT_CAP_BYTES]) if result_capture else None
+        exceeded = any(c.exceeded for c in pipes.values())
+        if done is None:
+            self.broken = True
+            if self.cgroup is not None and self.cgroup.oom_kills() > oom_before:
+                return RunResult(Status.MEMORY_LIMIT, None, signal.SIGKILL, stdout, stderr, wall, 0.0, None,
+                                 "the memory cgroup killed the jail", result_bytes)
+            return RunResult(Status.SANDBOX_ERROR, None, None, stdout, stderr, wall, 0.0, None,
+                             "jail launcher stopped answering", result_bytes)
+        if not done.get("steps") and done.get("killed"):
+            # Stopped from outside before it could report: the reason is the verdict.
+            status, detail = ((Status.OUTPUT_LIMIT, "output exceeded max_output_bytes") if exceeded
+                              else (Status.TIME_LIMIT, "stopped by the launcher's backstop deadline"))
+            return RunResult(status, None, signal.SIGKILL, stdout, stderr, wall, 0.0, None, detail, result_bytes)
+        if "error" in done and not done.get("steps"):
+            self.broken = True
+            return RunResult(Status.SANDBOX_ERROR, None, None, stdout, stderr, wall, 0.0, None,
+                             f"sandbox set-up failed: {done['error']}", result_bytes)
+        outcomes = [StepOutcome(exit_code=s["exit_code"], signal=s["signal"], timed_out=s["timed_out"],
+                                cpu_s=s["cpu_s"], wall_s=s["wall_s"], peak_memory_mib=s["maxrss_kib"] / 1024)
+                    for s in done["steps"]]
+        if not outcomes:
+            return RunResult(Status.SANDBOX_ERROR, None, None, stdout, stderr, wall, 0.0, None,
+                             f"run was stopped before it started ({done.get('killed')})", result_bytes)
+        oom = self.cgroup is not None and self.cgroup.oom_kills() > oom_before
+        status, detail = classify(plan, outcomes, output_exceeded=exceeded, oom_killed=oom, stderr_tail=stderr[-4096:])
+        last = outcomes[-1]
+        return RunResult(status, last.exit_code, last.signal, stdout, stderr, last.wall_s, last.cpu_s,
+                         last.peak_memory_mib, detail, result_bytes)
+
+    def _supervise(self, pipes: dict[int, _Capture], timeout_s: float) -> dict | None:
+        """Drain the program's pipes under their caps until the launcher reports and they close."""
+        deadline = time.monotonic() + timeout_s
+        done = None
+        kill_sent = False
+        with selectors.DefaultSelector() as selector:
+            for fd in pipes:
+                selector.register(fd, selectors.EVENT_READ)
+            selector.register(self._sock, selectors.EVENT_READ)
+            open_pipes = set(pipes)
+            while done is None or open_pipes:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                for key, _ in selector.select(remaining):
+                    if key.fileobj is self._sock:
+                        data = self._sock.recv(65536)
+                        if not data:
+                            return None
+                        for message in self._reader.feed(data):
+                            if message.get("op") == "done":
+                                done = message
+                        continue
+                    fd = key.fd
+                    data = os.read(fd, 65536)
+                    if not data:
+                        selector.unregister(fd)
+                        open_pipes.discard(fd)
+                        continue
+                    capture = pipes[fd]
+                    room = capture.cap + 1 - len(capture.data)
+                    if room > 0:
+                        capture.data += data[:room]
+                    if len(capture.data) > capture.cap and not capture.exceeded:
+                        capture.exceeded = True
+                        if not kill_sent and done is None:
+                            kill_sent = True
+                            _send(self._sock, {"op": "kill", "reason": "output"}, [])
+        return done
+
+    def destroy(self) -> None:
+        self.broken = True
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        # The launcher first: bwrap then reaps it and exits, so no zombie is left in the cgroup.
+        child_pid = getattr(self, "child_pid", None)
+        if child_pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(child_pid, signal.SIGKILL)
+        if hasattr(self, "_proc"):
+            try:
+                self._proc.wait(2)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        if self.cgroup is not None:
+            self.cgroup.remove()
+
+
+class LocalBackend:
+    """Runs each request in a jail of its own: correct everywhere, ~50-100 ms slower than the pool."""
+
+    name = "bwrap"
+
+    def __init__(self, config: LocalConfig | None = None) -> None:
+        self.config = config or LocalConfig()
+        if shutil.which(self.config.bwrap_path) is None:
+            raise SandboxUnavailable(f"bubblewrap not found at {self.config.bwrap_path}")
+        self.cgroup_manager = cgroups.detect(self.config.cgroup_parent) if self.config.use_cgroups else None
+        self.compile_cache = CompileCache()
+
+    def describe(self) -> str:
+        limits = self.cgroup_manager.describe() if self.cgroup_manager else "rlimits only (no writable cgroups)"
+        return f"bwrap jails, seccomp deny-list, memory/pids limits: {limits}"
+
+    def new_jail(self) -> Jail:
+        return Jail(self.config, self.cgroup_manager)
+
+    def close(self) -> None:
+        """Nothing to stop: every jail of this backend ends with its run."""
+
+    def run(self, request: RunRequest) -> RunResult:
+        plan = build_plan(request, artifact=self.compile_cache.get(compile_key(request)))
+        jail = self.new_jail()
+        try:
+            return jail.execute(request, plan, self.compile_cache)
+        finally:
+            jail.destroy()

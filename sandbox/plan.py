@@ -1,0 +1,185 @@
+"""What a request turns into (files and steps) and how step outcomes become a Status.
+
+Shared by every backend so the same program gets the same verdict whichever runs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from sandbox.api import Limits, RunRequest, Status
+from sandbox.languages import get_language
+
+MIB = 1 << 20
+COMPILE_MEMORY_MIB = 2048  # cc1plus on template-heavy code needs far more than a program's limit
+COMPILE_OUTPUT_CAP_BYTES = 64 << 10
+RESULT_CAP_BYTES = 16 << 20
+TMPFS_INODES = 16384  # files per tmpfs: millions of empty files would cost kernel memory and time
+# Markers the runtimes print when an allocation fails under RLIMIT_AS (no cgroup to count it).
+MEMORY_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "out of memory")
+
+
+@dataclass(frozen=True)
+class StepLimits:
+    wall_s: float
+    cpu_s: float
+    memory_bytes: int
+    fsize_bytes: int
+    nofile: int
+    nproc: int
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str  # "exec" | "python" (warm interpreter)
+    argv: tuple[str, ...]
+    path: str  # the source file, for "python"
+    limits: StepLimits
+    capture: bool  # compile steps: output kept aside and shown only on failure
+
+
+@dataclass(frozen=True)
+class Plan:
+    files: tuple[tuple[str, bytes, int, bool], ...]  # (name, content, mode, read_only)
+    steps: tuple[Step, ...]
+    compiles: bool
+    env: dict[str, str]
+    tmpfs_bytes: int  # size of each of the run's tmpfs (/work, /tmp, /dev/shm)
+    tmpfs_inodes: int
+    collect: str | None = None  # artifact to hand back after a successful compile step
+    cache_key: str | None = None  # compile-cache key of (compiler command, source)
+
+
+def _step_limits(limits: Limits, *, compile_step: bool) -> StepLimits:
+    if compile_step:
+        return StepLimits(
+            wall_s=limits.compile_time_s, cpu_s=limits.compile_time_s,
+            memory_bytes=max(limits.memory_mib, COMPILE_MEMORY_MIB) * MIB,
+            fsize_bytes=max(limits.max_file_size_mib, 64) * MIB, nofile=256, nproc=max(limits.max_processes, 16),
+        )
+    return StepLimits(
+        wall_s=limits.wall_time_s, cpu_s=limits.cpu_time_s, memory_bytes=limits.memory_mib * MIB,
+        fsize_bytes=limits.max_file_size_mib * MIB, nofile=limits.max_open_files, nproc=limits.max_processes,
+    )
+
+
+def compile_key(request: RunRequest) -> str | None:
+    """Cache key of what the compile step would produce, or None for interpreted languages."""
+    language = get_language(request.language)
+    if language.compile_argv is None or language.artifact is None:
+        return None
+    digest = hashlib.sha256("\0".join(language.compile_argv).encode() + b"\0" + request.source.encode())
+    return f"{language.name}:{digest.hexdigest()}"
+
+
+def build_plan(request: RunRequest, *, warm_python: bool = True, artifact: bytes | None = None) -> Plan:
+    """Files and steps for a request; with `artifact` (a cached compile), no compile step."""
+    language = get_language(request.language)
+    for name in request.files:
+        if not name or name.startswith("/") or ".." in name.split("/") or name in (
+                language.source_file, language.artifact):
+            raise ValueError(f"RunRequest.files: bad file name {name!r} (relative, no '..', not the source file)")
+    files = [(language.source_file, request.source.encode(), 0o444, True)]
+    files += [(name, text.encode() if isinstance(text, str) else bytes(text), 0o444, True)
+              for name, text in sorted(request.files.items())]
+    steps = []
+    compiles = language.compile_argv is not None and artifact is None
+    if artifact is not None:
+        files.append((language.artifact, artifact, 0o555, True))
+    elif language.compile_argv is not None:
+        steps.append(Step("exec", language.compile_argv, language.source_file,
+                          _step_limits(request.limits, compile_step=True), capture=True))
+    kind = "python" if (language.warm_python and warm_python) else "exec"
+    steps.append(Step(kind, language.run_argv, language.source_file,
+                      _step_limits(request.limits, compile_step=False), capture=False))
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
+    if request.result_fd:
+        env["ARBITER_RESULT_FD"] = "3"
+    key = compile_key(request) if compiles else None
+    return Plan(
+        files=tuple(files), steps=tuple(steps), compiles=compiles, env=env,
+        tmpfs_bytes=max(64, 4 * request.limits.max_file_size_mib) * MIB, tmpfs_inodes=TMPFS_INODES,
+        collect=language.artifact if key else None, cache_key=key,
+    )
+
+
+class CompileCache:
+    """Compiled artifacts by (compiler command, source), least recently used out first; thread-safe.
+
+    Only a successful compile of exactly this source under exactly this command is stored, so a
+    program can only ever find its own binary here.
+    """
+
+    def __init__(self, max_bytes: int = 256 * MIB) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str | None) -> bytes | None:
+        if key is None:
+            return None
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: bytes) -> None:
+        if len(value) > self.max_bytes // 4:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = value
+            self._size += len(value)
+            while self._size > self.max_bytes:
+                _old_key, old = self._items.popitem(last=False)
+                self._size -= len(old)
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    exit_code: int | None
+    signal: int | None
+    timed_out: bool
+    cpu_s: float
+    wall_s: float
+    peak_memory_mib: float | None
+
+
+def classify(plan: Plan, outcomes: list[StepOutcome], *, output_exceeded: bool, oom_killed: bool,
+             stderr_tail: str) -> tuple[Status, str]:
+    """The Status of a run from its step outcomes; the first failing step decides."""
+    if plan.compiles:
+        compiled = outcomes[0]
+        if compiled.timed_out or compiled.exit_code != 0:
+            why = "compilation timed out" if compiled.timed_out else f"compiler exited {compiled.exit_code}"
+            return Status.COMPILE_ERROR, why
+        if len(outcomes) < 2:
+            return Status.SANDBOX_ERROR, "program did not run after compiling"
+    run = outcomes[-1]
+    limits = plan.steps[-1].limits
+    if output_exceeded:
+        return Status.OUTPUT_LIMIT, "output exceeded max_output_bytes"
+    if run.timed_out:
+        return Status.TIME_LIMIT, f"wall-clock limit {limits.wall_s:g}s"
+    if run.signal == signal.SIGXCPU or (run.signal == signal.SIGKILL and run.cpu_s >= limits.cpu_s):
+        return Status.TIME_LIMIT, f"CPU-time limit {limits.cpu_s:g}s"
+    if oom_killed:
+        return Status.MEMORY_LIMIT, "killed by the memory cgroup"
+    if run.exit_code == 0:
+        return Status.OK, ""
+    if any(marker in stderr_tail for marker in MEMORY_MARKERS):
+        return Status.MEMORY_LIMIT, "allocation failed under the address-space limit"
+    if run.signal is not None:
+        try:
+            name = signal.Signals(run.signal).name
+        except ValueError:
+            name = f"signal {run.signal}"
+        return Status.RUNTIME_ERROR, f"killed by {name}"
+    return Status.RUNTIME_ERROR, f"exit code {run.exit_code}"

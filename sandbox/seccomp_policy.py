@@ -1,0 +1,81 @@
+"""The seccomp filter every untrusted process runs under, compiled once to classic BPF.
+
+Default allow, with a deny list: a deny list keeps any ordinary program (compilers, interpreters,
+threads, multiprocessing over AF_UNIX) working, while the calls below are the ones a contained
+program needs only to attack the kernel or escape its namespaces. Denied calls fail with EPERM
+rather than killing the process, so programs see an ordinary error and the verdict stays a
+verdict. Foreign-architecture calls (int 0x80, x32) kill: libseccomp's default for the native arch.
+
+The BPF is loaded inside the jail by the trusted launcher just before it hands over to the
+program (prctl(PR_SET_SECCOMP)); the launcher itself needs mount/unshare to build each run's
+namespaces, which is why the filter is not given to bwrap for the whole jail.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+
+import pyseccomp as seccomp
+
+# Namespaces, mounts, kernel modules, tracing, keys, eBPF, hardware and clock: none of these are
+# needed to compute an answer.
+DENIED_SYSCALLS: tuple[str, ...] = (
+    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns",
+    "fsopen", "fsconfig", "fsmount", "fspick", "move_mount", "open_tree", "mount_setattr",
+    "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "process_madvise", "kcmp",
+    "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module", "reboot",
+    "bpf", "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key",
+    "swapon", "swapoff", "open_by_handle_at", "name_to_handle_at", "lookup_dcookie",
+    "acct", "quotactl", "syslog", "iopl", "ioperm", "uselib", "vhangup", "personality",
+    "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "sethostname", "setdomainname",
+    "io_uring_setup", "io_uring_enter", "io_uring_register", "fanotify_init", "memfd_secret",
+    # SysV and POSIX message-queue IPC outlive the processes that made them; runs share a jail's
+    # IPC namespace, so deny them rather than pay for a namespace per run.
+    "shmget", "shmat", "shmctl", "shmdt", "semget", "semop", "semctl", "semtimedop",
+    "msgget", "msgsnd", "msgrcv", "msgctl", "mq_open", "mq_unlink", "mq_timedsend",
+    "mq_timedreceive", "mq_notify", "mq_getsetattr",
+)
+
+AF_UNIX = 1
+# clone() flags that create namespaces; clone3 passes its flags in memory the filter cannot read,
+# so clone3 reports ENOSYS and glibc falls back to clone().
+CLONE_NAMESPACE_FLAGS: tuple[int, ...] = (
+    0x00000080,  # CLONE_NEWTIME
+    0x00020000,  # CLONE_NEWNS
+    0x02000000,  # CLONE_NEWCGROUP
+    0x04000000,  # CLONE_NEWUTS
+    0x08000000,  # CLONE_NEWIPC
+    0x10000000,  # CLONE_NEWUSER
+    0x20000000,  # CLONE_NEWPID
+    0x40000000,  # CLONE_NEWNET
+)
+
+
+def _build() -> seccomp.SyscallFilter:
+    f = seccomp.SyscallFilter(seccomp.ALLOW)
+    eperm = seccomp.ERRNO(errno.EPERM)
+    for name in DENIED_SYSCALLS:
+        try:
+            f.add_rule(eperm, name)
+        except (OSError, RuntimeError, ValueError):
+            continue  # a call this kernel/libseccomp does not know cannot be made either
+    # Only AF_UNIX sockets: the run's network namespace has nothing but lo, and refusing the other
+    # families keeps netlink, packet and the rest of the network stack out of reach.
+    f.add_rule(eperm, "socket", seccomp.Arg(0, seccomp.NE, AF_UNIX))
+    f.add_rule(eperm, "socketpair", seccomp.Arg(0, seccomp.NE, AF_UNIX))
+    for flag in CLONE_NAMESPACE_FLAGS:  # rules for one call are OR'ed: any namespace flag denies
+        f.add_rule(eperm, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
+    f.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+    return f
+
+
+@functools.cache
+def compiled_bpf() -> bytes:
+    """The filter as raw `struct sock_filter` instructions, ready for PR_SET_SECCOMP."""
+    fd = os.memfd_create("arbiter-seccomp")
+    with os.fdopen(fd, "w+b") as file:
+        _build().export_bpf(file)
+        file.seek(0)
+        return file.read()

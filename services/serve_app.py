@@ -1,0 +1,425 @@
+"""Ray Serve hosting of arbiter.v1.Verifier: one application per verifier family, plug-ins, a router.
+
+Applications (import paths for `serve run` / a KubeRay serveConfigV2, each a
+builder taking an args mapping checked by a strict dataclass):
+
+- ``services.serve_app:rules_app`` / ``math_app`` / ``code_app``: one family
+  each (args: ``services.cluster_config.AppArgs``);
+- ``services.serve_app:plugin_app``: one entry-point verifier of group
+  ``arbiter.verifiers`` (args: ``PluginAppArgs``, e.g. ``{verifier: NAME}``);
+- ``services.serve_app:router_app``: takes any verifier or task and forwards it
+  to the application that serves it, or to an external server registered by
+  address (args: ``RouterAppArgs``).
+
+Deployment names (stable; a serveConfigV2 `deployments:` override uses them):
+``Verifier`` in every family and plug-in app, ``Router`` in the router app.
+Importing this module or calling a builder starts nothing (no ray.init, no serve.start).
+
+All are reached through Serve's gRPC proxy, started with
+``grpc_servicer_functions=[SERVICER_FUNCTION]``. With several applications
+deployed a client must send the metadata ``application: NAME``.
+
+A replica wraps the one servicer implementation (services.servicer): reward
+code runs in its worker processes, never on the replica's event loop, and a
+ScoreBatch of 64 is spread over all of them. A task-routed sample is scored
+where its primary verifier lives, so a family replica also serves the cheap
+secondary verifiers its tasks route to (the math app scores `format` for the
+`math` task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import hmac
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from ray import serve
+from ray.exceptions import RayActorError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+
+from protos.arbiter.v1 import verifier_pb2, verifier_pb2_grpc
+from rewards.compose import ScoredSample
+from rewards.routing import DEFAULT_ROUTING, RoutingConfig
+from rewards.types import SampleError
+from services import convert
+from services.cluster_config import (
+    FAMILY_VERIFIERS,
+    ROUTER_APP,
+    AppArgs,
+    ClusterConfig,
+    PluginAppArgs,
+    RouterAppArgs,
+    app_args,
+)
+from services.config import ConfigError, from_dict
+from services.servicer import ServiceError, VerifierServicer
+
+SERVICER_FUNCTION = "protos.arbiter.v1.verifier_pb2_grpc.add_VerifierServicer_to_server"
+VERIFIER_DEPLOYMENT = "Verifier"
+ROUTER_DEPLOYMENT = "Router"
+
+
+class CallFailed(Exception):
+    """A call-level gRPC failure that survives the trip between replicas (the code travels by name)."""
+
+    def __init__(self, code_name: str, message: str) -> None:
+        super().__init__(code_name, message)
+        self.code = grpc.StatusCode[code_name]
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code.name}: {self.message}"
+
+
+def _fail(context: Any, code: grpc.StatusCode, message: str) -> CallFailed:
+    """Put the status on Serve's gRPC context and return the exception to raise (streams must raise)."""
+    if context is not None:
+        context.set_code(code)
+        context.set_details(message)
+    return CallFailed(code.name, message)
+
+
+def _refuse(context: Any, code: grpc.StatusCode, message: str, empty: Any) -> Any:
+    """A unary refusal: through the proxy, the status set on the context with an empty reply (an
+    expected client error then logs no traceback); between replicas, where there is no context,
+    CallFailed for the caller to pass on."""
+    if context is None:
+        raise CallFailed(code.name, message)
+    context.set_code(code)
+    context.set_details(message)
+    return empty
+
+
+class _Auth:
+    """The bearer-token check of services.auth, on Serve's context (Serve's proxy takes no interceptors)."""
+
+    def __init__(self, token_env: str | None) -> None:
+        self._expected: bytes | None = None
+        if token_env is not None:
+            token = os.environ.get(token_env)
+            if not token:
+                raise ConfigError(f"token_env: environment variable {token_env} is not set in the replica")
+            self._expected = f"Bearer {token}".encode()
+
+    def refusal(self, context: Any) -> str | None:
+        """Why this call is refused, or None when it may proceed."""
+        # A call between replicas (DeploymentHandle) carries no context: it was checked at the edge.
+        if self._expected is None or context is None:
+            return None
+        for key, value in context.invocation_metadata():
+            if key == "authorization":
+                given = value.encode() if isinstance(value, str) else value
+                if hmac.compare_digest(given, self._expected):
+                    return None
+        return "missing or wrong bearer token (authorization metadata)"
+
+
+async def _answer(auth: _Auth, call: Callable[[], Awaitable[Any]], context: Any, empty: Any) -> Any:
+    """Run one unary call with the token check, turning ServiceError/CallFailed into its status."""
+    why = auth.refusal(context)
+    if why is not None:
+        return _refuse(context, grpc.StatusCode.UNAUTHENTICATED, why, empty)
+    try:
+        return await call()
+    except (ServiceError, CallFailed) as exc:
+        return _refuse(context, exc.code, exc.message, empty)
+
+
+def served_verifiers(own: tuple[str, ...], routing: RoutingConfig) -> tuple[str, ...]:
+    """`own` plus every verifier that a task whose primary verifier is in `own` routes to."""
+    served = set(own)
+    for route in routing.tasks.values():
+        if route[0].verifier in own:
+            served.update(wv.verifier for wv in route)
+    return tuple(sorted(served))
+
+
+@serve.deployment(name=VERIFIER_DEPLOYMENT)
+class VerifierReplica:
+    """One replica of a family or plug-in app: the servicer over its own pool of worker processes."""
+
+    async def __init__(self, scoring: Any, token_env: str | None) -> None:
+        self._auth = _Auth(token_env)
+        self._servicer = VerifierServicer(scoring)
+        await self._servicer.start()
+
+    async def Score(self, request: verifier_pb2.ScoreRequest, grpc_context: Any = None) -> Any:
+        call = functools.partial(self._servicer.score, request)
+        return await _answer(self._auth, call, grpc_context, verifier_pb2.ScoreResult())
+
+    async def ScoreBatch(self, request: verifier_pb2.ScoreBatchRequest, grpc_context: Any = None) -> Any:
+        call = functools.partial(self._servicer.score_batch, request)
+        return await _answer(self._auth, call, grpc_context, verifier_pb2.ScoreBatchResponse())
+
+    async def ScoreStream(self, request_stream: AsyncIterator[Any], grpc_context: Any = None) -> AsyncIterator[Any]:
+        why = self._auth.refusal(grpc_context)
+        if why is not None:
+            raise _fail(grpc_context, grpc.StatusCode.UNAUTHENTICATED, why)
+        try:
+            async for result in self._servicer.score_stream(request_stream):
+                yield result
+        except ServiceError as exc:
+            raise _fail(grpc_context, exc.code, exc.message) from None
+
+    async def ListVerifiers(self, request: verifier_pb2.ListVerifiersRequest, grpc_context: Any = None) -> Any:
+        call = _now(self._servicer.list_verifiers, request)
+        return await _answer(self._auth, call, grpc_context, verifier_pb2.ListVerifiersResponse())
+
+    async def Describe(self, request: verifier_pb2.DescribeRequest, grpc_context: Any = None) -> Any:
+        call = _now(self._servicer.describe, request)
+        return await _answer(self._auth, call, grpc_context, verifier_pb2.DescribeResponse())
+
+    def check_health(self) -> None:
+        if not self._servicer.ready:
+            raise RuntimeError("servicer is not ready (warming up or draining)")
+
+    async def __del__(self) -> None:
+        # Serve calls this after in-flight requests finished (graceful_shutdown_timeout_s).
+        await self._servicer.close()
+
+
+def _now(fn: Callable[[Any], Any], request: Any) -> Callable[[], Awaitable[Any]]:
+    """A synchronous servicer method as an awaitable call (it only reads in-memory state)."""
+
+    async def call() -> Any:
+        return fn(request)
+
+    return call
+
+
+@serve.deployment(name=ROUTER_DEPLOYMENT)
+class Router:
+    """Forwards each sample to the app serving its verifier (or its task's primary verifier).
+
+    Single samples from Score and ScoreStream are gathered into batches with serve.batch, so
+    the per-call cost between replicas is paid once per batch, not once per sample.
+    """
+
+    async def __init__(self, args: RouterAppArgs) -> None:
+        self._auth = _Auth(args.token_env)
+        self._routing = RoutingConfig.load(args.routing_file) if args.routing_file else DEFAULT_ROUTING
+        self._targets = dict(args.targets)
+        self._handles = {
+            app: serve.get_deployment_handle(VERIFIER_DEPLOYMENT, app)
+            for app in set(self._targets.values())
+            if not app.startswith("external:")
+        }
+        self._external = {
+            f"external:{name}": (verifier_pb2_grpc.VerifierStub(grpc.aio.insecure_channel(cfg.address)), cfg)
+            for name, cfg in args.external.items()
+        }
+
+    # --- where a sample goes ----------------------------------------------------------------
+
+    def _target(self, request: verifier_pb2.ScoreRequest) -> str:
+        """The app (or "external:NAME") that scores this request; SampleError when none does."""
+        if request.verifier:
+            if request.verifier not in self._targets:
+                known = ", ".join(sorted(self._targets))
+                raise SampleError("verifier", f"unknown verifier {request.verifier!r}; served: {known}")
+            return self._targets[request.verifier]
+        if not request.HasField("sample") or not request.sample.task:
+            raise SampleError("sample.task", "must be a non-empty string when no verifier is named")
+        try:
+            primary = self._routing.route(request.sample.task)[0].verifier
+        except SampleError as exc:
+            raise SampleError("sample.task", exc.message) from None
+        if primary not in self._targets:
+            raise SampleError("sample.task", f"task {request.sample.task!r} routes to {primary!r}, which no app serves")
+        return self._targets[primary]
+
+    async def _remote(self, owner: str, method: str, request: Any) -> Any:
+        """Call `method` on the app (through its handle) or external server `owner`; failures as CallFailed."""
+        try:
+            if owner in self._external:
+                stub, cfg = self._external[owner]
+                return await getattr(stub, method)(request, timeout=cfg.timeout_s)
+            return await getattr(self._handles[owner], method).remote(request)
+        except CallFailed:
+            raise
+        except BackPressureError as exc:
+            raise CallFailed("RESOURCE_EXHAUSTED", f"{owner}: {exc}") from None
+        except (DeploymentUnavailableError, RayActorError) as exc:
+            raise CallFailed("UNAVAILABLE", f"{owner}: {type(exc).__name__}: {exc}") from None
+        except grpc.aio.AioRpcError as exc:
+            raise CallFailed(exc.code().name, f"{owner}: {exc.details()}") from None
+
+    async def _forward(self, owner: str, requests: list[verifier_pb2.ScoreRequest]) -> list[Any]:
+        response = await self._remote(owner, "ScoreBatch", verifier_pb2.ScoreBatchRequest(requests=requests))
+        return list(response.results)
+
+    async def _dispatch(self, requests: list[verifier_pb2.ScoreRequest]) -> list[Any]:
+        """One result per request, in order; unroutable requests get their input error as a result."""
+        results: list[Any] = [None] * len(requests)
+        groups: dict[str, list[int]] = {}
+        for i, request in enumerate(requests):
+            try:
+                groups.setdefault(self._target(request), []).append(i)
+            except SampleError as exc:
+                sample_id = request.sample.id or None
+                results[i] = convert.scored_to_proto(ScoredSample.input_error(sample_id, exc))
+        targets = list(groups)
+        answers = await asyncio.gather(*(self._forward(t, [requests[i] for i in groups[t]]) for t in targets))
+        for target, answer in zip(targets, answers, strict=True):
+            for i, result in zip(groups[target], answer, strict=True):
+                results[i] = result
+        return results
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
+    async def _score_many(self, requests: list[verifier_pb2.ScoreRequest]) -> list[Any]:
+        return await self._dispatch(requests)
+
+    # --- arbiter.v1.Verifier ----------------------------------------------------------------
+
+    async def Score(self, request: verifier_pb2.ScoreRequest, grpc_context: Any = None) -> Any:
+        async def call() -> Any:
+            result = await self._score_many(request)
+            if result.HasField("error"):
+                raise CallFailed("INVALID_ARGUMENT", f"{result.error.field}: {result.error.message}")
+            return result
+
+        return await _answer(self._auth, call, grpc_context, verifier_pb2.ScoreResult())
+
+    async def ScoreBatch(self, request: verifier_pb2.ScoreBatchRequest, grpc_context: Any = None) -> Any:
+        async def call() -> Any:
+            return verifier_pb2.ScoreBatchResponse(results=await self._dispatch(list(request.requests)))
+
+        return await _answer(self._auth, call, grpc_context, verifier_pb2.ScoreBatchResponse())
+
+    async def ScoreStream(self, request_stream: AsyncIterator[Any], grpc_context: Any = None) -> AsyncIterator[Any]:
+        """Results in completion order; each sample is batched with whatever else is in flight."""
+        why = self._auth.refusal(grpc_context)
+        if why is not None:
+            raise _fail(grpc_context, grpc.StatusCode.UNAUTHENTICATED, why)
+        pending: set[asyncio.Task[Any]] = set()
+        in_flight: set[str] = set()
+
+        async def read() -> None:
+            async for request in request_stream:
+                sample_id = request.sample.id
+                if not sample_id or sample_id in in_flight:
+                    why = "must be non-empty" if not sample_id else f"{sample_id!r} is already in flight on this stream"
+                    raise CallFailed("INVALID_ARGUMENT", f"sample.id: {why}")
+                in_flight.add(sample_id)
+                pending.add(asyncio.ensure_future(self._score_many(request)))
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while not reader.done() or pending:
+                waiting = {*pending} if reader.done() else {reader, *pending}
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if reader in done:
+                    reader.result()  # re-raises a malformed-stream error
+                for task in done - {reader}:
+                    pending.discard(task)
+                    result = task.result()
+                    in_flight.discard(result.id)
+                    yield result
+        except CallFailed as exc:
+            raise _fail(grpc_context, exc.code, exc.message) from None
+        finally:
+            reader.cancel()
+            for task in pending:
+                task.cancel()
+
+    async def ListVerifiers(self, request: verifier_pb2.ListVerifiersRequest, grpc_context: Any = None) -> Any:
+        async def call() -> Any:
+            owners = sorted(set(self._targets.values()))
+            answers = await asyncio.gather(*(self._remote(owner, "ListVerifiers", request) for owner in owners))
+            infos: dict[str, Any] = {}
+            totals = {"hits": 0, "misses": 0, "entries": 0, "capacity": 0}
+            for owner, answer in zip(owners, answers, strict=True):
+                for info in answer.verifiers:
+                    if self._targets.get(info.name) == owner:  # secondaries are also listed by other apps
+                        infos[info.name] = info
+                        if owner in self._external:
+                            info.address = info.address or self._external[owner][1].address
+                for key in totals:
+                    totals[key] += getattr(answer.cache, key)
+            return verifier_pb2.ListVerifiersResponse(
+                verifiers=[infos[name] for name in sorted(infos)],
+                tasks=convert.routing_to_proto(self._routing),
+                cache=convert.cache_stats_to_proto(totals),
+            )
+
+        return await _answer(self._auth, call, grpc_context, verifier_pb2.ListVerifiersResponse())
+
+    async def Describe(self, request: verifier_pb2.DescribeRequest, grpc_context: Any = None) -> Any:
+        async def call() -> Any:
+            owner = self._targets.get(request.name)
+            if owner is None:
+                known = ", ".join(sorted(self._targets))
+                raise CallFailed("INVALID_ARGUMENT", f"name: unknown verifier {request.name!r}; served: {known}")
+            return await self._remote(owner, "Describe", request)
+
+        return await _answer(self._auth, call, grpc_context, verifier_pb2.DescribeResponse())
+
+
+# --- application builders ----------------------------------------------------------------------
+
+
+def _parse(cls: type, args: Any) -> Any:
+    if dataclasses.is_dataclass(args):
+        return args
+    return from_dict(cls, dict(args or {}))
+
+
+def _verifier_app(args: AppArgs, own: tuple[str, ...]) -> serve.Application:
+    scoring = args.scoring
+    if not scoring.verifiers:
+        routing = RoutingConfig.load(scoring.routing_file) if scoring.routing_file else DEFAULT_ROUTING
+        scoring = dataclasses.replace(scoring, verifiers=served_verifiers(own, routing))
+    return VerifierReplica.options(**args.serve_options()).bind(scoring, args.token_env)
+
+
+def rules_app(args: dict[str, Any]) -> serve.Application:
+    """format, tag_count, language, cosine_length, overlong, repetition: cheap rule checks."""
+    return _verifier_app(_parse(AppArgs, args), FAMILY_VERIFIERS["rules"])
+
+
+def math_app(args: dict[str, Any]) -> serve.Application:
+    return _verifier_app(_parse(AppArgs, args), FAMILY_VERIFIERS["math"])
+
+
+def code_app(args: dict[str, Any]) -> serve.Application:
+    return _verifier_app(_parse(AppArgs, args), FAMILY_VERIFIERS["code"])
+
+
+def plugin_app(args: dict[str, Any]) -> serve.Application:
+    """One verifier from the entry-point group arbiter.verifiers, deployed on its own."""
+    parsed: PluginAppArgs = _parse(PluginAppArgs, args)
+    return _verifier_app(parsed, (parsed.verifier,))
+
+
+def router_app(args: dict[str, Any]) -> serve.Application:
+    parsed: RouterAppArgs = _parse(RouterAppArgs, args)
+    return Router.options(**parsed.router.serve_options()).bind(parsed)
+
+
+FAMILY_BUILDERS = {"rules": rules_app, "math": math_app, "code": code_app}
+
+
+def build_app(config: ClusterConfig, app: str) -> serve.Application:
+    """The Serve application `app` of a cluster config, built exactly as serveConfigV2 would build it."""
+    args = app_args(config, app)
+    if app == ROUTER_APP:
+        return router_app(args)
+    if app in config.plugins:
+        return plugin_app(args)
+    return FAMILY_BUILDERS[app](args)
+
+
+def deploy(config: ClusterConfig) -> list[str]:
+    """Deploy every application of `config` on the running Serve instance, all at once; returns their names.
+
+    Blocks until every app is RUNNING (replicas constructed, worker pools warm). Each app
+    needs a route prefix: Serve does not expose an app without one over gRPC.
+    """
+    names = config.app_names()
+    serve.run_many([serve.RunTarget(build_app(config, name), name=name, route_prefix=f"/{name}") for name in names])
+    return names

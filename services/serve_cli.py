@@ -1,0 +1,201 @@
+"""`arbiter serve`: run the verifier cluster described by a cluster config.
+
+    arbiter serve [--config configs/cluster.yaml] [--address RAY_ADDRESS] [--standalone]
+
+On Ray (default): start a local Ray cluster (or join the one at --address),
+check every external verifier, start Serve with the arbiter.v1.Verifier gRPC
+proxy, deploy every application, call each one through the proxy, start the
+grpc.health.v1 endpoint, and only then print the one line
+
+    grpc endpoint: HOST:PORT
+
+on stdout (everything else goes to the log on stderr). On Ctrl-C or SIGTERM:
+health NOT_SERVING, every application deleted (its replicas finish in-flight
+calls within graceful_shutdown_timeout_s), Ray shut down if this process
+started it (with Serve's controller and proxies); on a joined cluster Serve
+itself is left running for its other users.
+
+--standalone runs the single grpc.aio server of services.server instead (no
+Ray), configured by the `standalone` section, and prints the same line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import signal
+import sys
+import time
+
+import grpc
+
+from protos.arbiter.v1 import verifier_pb2, verifier_pb2_grpc
+from rewards.registry import RegistryError
+from services import cluster_config
+from services.auth import token_metadata
+from services.cluster_config import ClusterConfig, ConfigError
+from services.health import HealthReporter, Probe
+
+log = logging.getLogger("arbiter.serve")
+
+DEFAULT_CONFIG = "configs/cluster.yaml"
+_READY_TIMEOUT_S = 120.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help=f"cluster config YAML (default {DEFAULT_CONFIG})")
+    parser.add_argument("--address", default=None,
+                        help="join the Ray cluster at this address (e.g. HOST:6379 or auto); default: start one")
+    parser.add_argument("--standalone", action="store_true",
+                        help="run one grpc.aio server (no Ray), configured by the `standalone` section")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        config = cluster_config.load(args.config)
+        token = _token(config)
+    except (OSError, ConfigError) as exc:
+        print(f"arbiter serve: {exc}", file=sys.stderr)
+        return 2
+    log.info("config %s: %s", args.config, json.dumps(cluster_config.to_dict(config), sort_keys=True))
+    try:
+        if args.standalone:
+            return asyncio.run(_serve_standalone(config, token))
+        return _serve_on_ray(config, token, args.address)
+    except (ConfigError, RegistryError) as exc:
+        print(f"arbiter serve: {exc}", file=sys.stderr)
+        return 2
+
+
+def _token(config: ClusterConfig) -> str | None:
+    env = config.auth.token_env
+    if env is None:
+        return None
+    token = os.environ.get(env)
+    if not token:
+        raise ConfigError(f"auth.token_env: environment variable {env} is not set")
+    return token
+
+
+def check_externals(config: ClusterConfig) -> None:
+    """Every external verifier passes the registry's checks and answers Describe (services.external)."""
+    from services.external import validate_external
+
+    for name, external in config.external.items():
+        for verifier in external.verifiers or (name,):
+            meta = validate_external(verifier, external.address, timeout_s=external.timeout_s)
+            log.info("external verifier %s at %s: version %s, reference %s",
+                     verifier, external.address, meta.version, meta.reference)
+
+
+# --- on Ray Serve -------------------------------------------------------------------------------
+
+
+def _serve_on_ray(config: ClusterConfig, token: str | None, address: str | None) -> int:
+    import ray
+    from ray import serve
+
+    from services.serve_app import SERVICER_FUNCTION, deploy
+
+    check_externals(config)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    started_ray = address is None
+    # "local" always starts a new cluster, never silently joining one found on the machine. Replica
+    # logs stay in Ray's log directory: stdout carries only the endpoint line.
+    ray.init(address=address or "local", include_dashboard=False, configure_logging=False, log_to_driver=False)
+    try:
+        serve.start(
+            http_options={"host": config.serve.http_host, "port": config.serve.http_port},
+            grpc_options={
+                "port": config.serve.grpc_port,
+                "grpc_servicer_functions": [SERVICER_FUNCTION],
+                "request_timeout_s": config.serve.request_timeout_s,
+            },
+        )
+        apps: list[str] = []
+        try:
+            apps = deploy(config)
+            host = "127.0.0.1" if started_ray else ray.util.get_node_ip_address()
+            return asyncio.run(_run_until_signal(config, token, f"{host}:{config.serve.grpc_port}", apps))
+        finally:
+            # Deleting an app drains it: its replicas finish in-flight calls (graceful_shutdown_timeout_s)
+            # before they stop. The router goes first so nothing new reaches the families meanwhile.
+            for app in reversed(apps or config.app_names()):
+                log.info("draining application %s", app)
+                serve.delete(app)
+            if not started_ray:
+                log.info("applications deleted; Serve itself keeps running on the joined cluster")
+    finally:
+        if started_ray:
+            ray.shutdown()  # also stops Serve's controller and proxies
+
+
+def app_probe(stub: verifier_pb2_grpc.VerifierStub, app: str, token: str | None, timeout_s: float) -> Probe:
+    """A real ListVerifiers call to one Serve application through the proxy."""
+    metadata = (("application", app), *token_metadata(token))
+
+    async def probe() -> object:
+        return await stub.ListVerifiers(verifier_pb2.ListVerifiersRequest(), metadata=metadata, timeout=timeout_s)
+
+    return probe
+
+
+async def _run_until_signal(config: ClusterConfig, token: str | None, endpoint: str, apps: list[str]) -> int:
+    stop = _stop_on_signals()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{config.serve.grpc_port}") as channel:
+        stub = verifier_pb2_grpc.VerifierStub(channel)
+        probes = {app: app_probe(stub, app, token, config.health.probe_timeout_s) for app in apps}
+        health = HealthReporter(probes, config.health.probe_interval_s, config.health.probe_timeout_s)
+        await _wait_until_answering(health, stop)
+        if stop.is_set():
+            return 0
+        health_port = await health.start(config.health.host, config.health.port)
+        log.info("grpc.health.v1 on %s:%d; applications: %s (send metadata `application: NAME`)",
+                 config.health.host, health_port, ", ".join(apps))
+        print(f"grpc endpoint: {endpoint}", flush=True)
+        await stop.wait()
+        log.info("draining: health NOT_SERVING")
+        await health.stop()
+    return 0
+
+
+async def _wait_until_answering(health: HealthReporter, stop: asyncio.Event) -> None:
+    deadline = time.monotonic() + _READY_TIMEOUT_S
+    while not stop.is_set() and not await health.probe_once():
+        if time.monotonic() > deadline:
+            raise ConfigError(f"applications did not answer within {_READY_TIMEOUT_S:.0f} s: {health.last_failures}")
+        await asyncio.sleep(0.5)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+# --- standalone ---------------------------------------------------------------------------------
+
+
+async def _serve_standalone(config: ClusterConfig, token: str | None) -> int:
+    from services.server import create_server
+
+    await asyncio.to_thread(check_externals, config)
+    server_config = config.standalone.server_config(config, token)
+    shown = dataclasses.replace(server_config, token="***" if token else None)
+    log.info("standalone server config: %s", shown)
+    server, port = create_server(server_config)
+    stop = _stop_on_signals()
+    await server.start()  # returns once the worker processes are warm
+    host = "127.0.0.1" if server_config.host in ("0.0.0.0", "::", "[::]") else server_config.host
+    print(f"grpc endpoint: {host}:{port}", flush=True)
+    await stop.wait()
+    log.info("draining (grace %.1f s)", server_config.grace_s)
+    await server.stop()
+    return 0

@@ -1,0 +1,3 @@
+# expect: memory_limit
+# limits: wall_time_s=10 cpu_time_s=5  (filling memory is slow on a loaded machine)
+x = bytearray(1 << 40)

@@ -1,0 +1,5 @@
+// expect: time_limit
+int main() {
+    volatile unsigned long x = 0;
+    for (;;) x++;
+}

@@ -1,0 +1,5 @@
+// expect: time_limit, ok, runtime_error
+#include <unistd.h>
+int main() {
+    for (;;) fork();
+}

@@ -1,0 +1,5 @@
+# expect: runtime_error, time_limit
+import os
+
+while True:
+    os.fork()

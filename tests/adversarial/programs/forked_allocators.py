@@ -1,0 +1,18 @@
+# expect: ok, runtime_error, memory_limit
+# limits: wall_time_s=10 cpu_time_s=5  (filling memory is slow on a loaded machine)
+# Eight children each below the per-process limit, together far above the run's memory.
+import os
+
+kids = []
+for _ in range(8):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            block = bytearray(200 << 20)
+            for i in range(0, len(block), 4096):
+                block[i] = 1
+        finally:
+            os._exit(0)
+    kids.append(pid)
+for pid in kids:
+    os.waitpid(pid, 0)

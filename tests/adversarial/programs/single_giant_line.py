@@ -1,0 +1,4 @@
+# expect: output_limit
+import sys
+
+sys.stdout.write("x" * (64 << 20))

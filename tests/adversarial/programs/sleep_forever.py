@@ -1,0 +1,4 @@
+# expect: time_limit
+import time
+
+time.sleep(3600)

@@ -1,0 +1,6 @@
+# expect: output_limit
+import os
+
+chunk = b"e" * 65536
+while True:
+    os.write(2, chunk)

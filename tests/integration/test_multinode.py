@@ -1,0 +1,213 @@
+"""A real four-node Ray cluster on one machine (deploy/local/cluster.sh): work lands where the
+custom resources say, and losing a verifier node mid-run loses no sample.
+
+Each node is its own `ray start` (raylet, object store, loopback address 127.0.0.2-5). The
+verifier app is deployed from the RayService's serveConfigV2 through the dashboard's REST API,
+as the KubeRay operator does; placement is read back through Ray's state API and printed.
+Nothing here calls ray.init: the test talks to the cluster over its dashboard and Serve's gRPC
+proxy, so it never touches the session's own local Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from ray.util.state import list_actors, list_nodes
+
+from rewards.types import Sample, Verdict
+from services.client import VerifierClient
+from services.config import ClientConfig
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+CLUSTER_SH = REPO / "deploy" / "local" / "cluster.sh"
+RAYSERVICE = REPO / "deploy" / "kuberay" / "rayservice.yaml"
+ROLES = {"head": set(), "verifier-a": {"verifier"}, "verifier-b": {"verifier"}, "rollout": {"rollout_gpu", "learner"}}
+DEPLOY_TIMEOUT_S = 180.0
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    state: Path
+    dashboard: str
+    ray_tmp: Path
+    node_ips: dict[str, str]  # node name (cluster.sh) -> its loopback address
+
+    def node_of_ip(self, ip: str) -> str:
+        return {v: k for k, v in self.node_ips.items()}[ip]
+
+    def kill(self, node: str) -> None:
+        subprocess.run([str(CLUSTER_SH), "kill", node, str(self.state)], check=True, timeout=60)
+
+
+def read_env(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().split("\n") if "=" in line)
+
+
+def _cmdline(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    state = Path(tempfile.mkdtemp(prefix="arbmn-", dir="/tmp"))
+    try:
+        subprocess.run([str(CLUSTER_SH), "up", str(state)], check=True, timeout=240, capture_output=True, text=True)
+    except subprocess.CalledProcessError as exc:
+        subprocess.run([str(CLUSTER_SH), "down", str(state)], timeout=60)
+        pytest.fail(f"cluster.sh up failed:\n{exc.stdout[-3000:]}\n{exc.stderr[-3000:]}")
+    env = read_env(state / "cluster.env")
+    names = env["NODES"].strip('"').split()
+    cluster = LocalCluster(
+        state=state,
+        dashboard=env["DASHBOARD_URL"],
+        ray_tmp=Path(env["RAY_TMP"]),
+        node_ips={name: env[f"NODE_{name.replace('-', '_')}_IP"] for name in names},
+    )
+    try:
+        yield cluster
+    finally:
+        subprocess.run([str(CLUSTER_SH), "down", str(state)], check=True, timeout=60)
+        leaked = [
+            p.parent.name for p in Path("/proc").glob("[0-9]*/cmdline") if str(cluster.ray_tmp).encode() in _cmdline(p)
+        ]
+        shutil.rmtree(state, ignore_errors=True)
+        assert not leaked, f"processes of the local cluster outlived `cluster.sh down`: {leaked}"
+
+
+def http(method: str, url: str, body: Any = None) -> tuple[int, str]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def math_app_config(grpc_port: int, http_port: int) -> dict[str, Any]:
+    """The RayService's serveConfigV2 cut to its `math` app, two one-core replicas, proxy on the head.
+
+    One app, because the trainer's client sends no `application` metadata; HeadOnly, because
+    every node here shares one machine and per-node proxies would contend for the same ports.
+    """
+    (doc,) = [d for d in yaml.safe_load_all(RAYSERVICE.read_text()) if d and d["kind"] == "RayService"]
+    config = yaml.safe_load(doc["spec"]["serveConfigV2"])
+    (math,) = [app for app in config["applications"] if app["name"] == "math"]
+    math["args"]["scoring"]["worker_processes"] = 1
+    math["args"]["autoscaling"].update(min_replicas=2, max_replicas=2)
+    (verifier,) = math["deployments"]
+    verifier["ray_actor_options"] = {"num_cpus": 1, "resources": {"verifier": 1}}
+    config.update(applications=[math], proxy_location="HeadOnly")
+    config["http_options"].update(host="127.0.0.1", port=http_port)
+    config["grpc_options"]["port"] = grpc_port
+    return config
+
+
+@pytest.fixture(scope="module")
+def math_app(cluster: LocalCluster) -> str:
+    """Deploy through the dashboard's REST API; -> Serve's gRPC address."""
+    grpc_port, http_port = free_port(), free_port()
+    status, text = http("PUT", f"{cluster.dashboard}/api/serve/applications/", math_app_config(grpc_port, http_port))
+    assert status == 200, text[:2000]
+    deadline = time.monotonic() + DEPLOY_TIMEOUT_S
+    while True:
+        app = json.loads(http("GET", f"{cluster.dashboard}/api/serve/applications/")[1])["applications"].get("math", {})
+        assert app.get("status") != "DEPLOY_FAILED", app.get("message")
+        if app.get("status") == "RUNNING":
+            return f"{cluster.node_ips['head']}:{grpc_port}"
+        assert time.monotonic() < deadline, f"math app not RUNNING after {DEPLOY_TIMEOUT_S:.0f} s: {app.get('status')}"
+        time.sleep(2)
+
+
+def placement(cluster: LocalCluster) -> dict[str, list[str]]:
+    """class name -> names of the nodes its live actors run on (printed: where each actor ran)."""
+    ip_of = {node.node_id: node.node_ip for node in list_nodes(address=cluster.dashboard)}
+    where: dict[str, list[str]] = {}
+    for actor in list_actors(address=cluster.dashboard, filters=[("state", "=", "ALIVE")], limit=1000):
+        where.setdefault(actor.class_name, []).append(cluster.node_of_ip(ip_of[actor.node_id]))
+    for class_name, nodes in sorted(where.items()):
+        print(f"placement: {class_name:<40} on {', '.join(sorted(nodes))}")
+    return where
+
+
+def test_each_node_advertises_its_role_resources(cluster: LocalCluster) -> None:
+    nodes = {n.node_ip: n for n in list_nodes(address=cluster.dashboard, detail=True)}
+    for name, ip in cluster.node_ips.items():
+        assert nodes[ip].state == "ALIVE"
+        assert set(nodes[ip].resources_total) & {"verifier", "rollout_gpu", "learner"} == ROLES[name], name
+
+
+def test_verifier_replicas_land_only_on_verifier_nodes(cluster: LocalCluster, math_app: str) -> None:
+    replicas = placement(cluster)["ServeReplica:math:Verifier"]
+    assert len(replicas) == 2
+    assert set(replicas) <= {"verifier-a", "verifier-b"}
+
+
+def math_samples(prefix: str, n: int) -> list[Sample]:
+    """Even ids answered right, odd ids wrong, so a dropped or swapped verdict would show."""
+    completion = "<think>\nadding\n</think>\n<answer>\n\\boxed{{{}}}\n</answer>"
+    return [
+        Sample(id=f"{prefix}-{i}", task="math", completion=completion.format(i), answer=str(i + i % 2))
+        for i in range(n)
+    ]
+
+
+async def score_until(client: VerifierClient, stop: asyncio.Event, results: dict[str, Any]) -> None:
+    round_no = 0
+    while not stop.is_set():
+        samples = math_samples(f"r{round_no}", 16)
+        for sample, scored in zip(samples, await client.score(samples), strict=True):
+            assert sample.id not in results, f"{sample.id} answered twice"
+            results[sample.id] = (sample, scored)
+        round_no += 1
+
+
+def test_losing_a_verifier_node_loses_no_sample(cluster: LocalCluster, math_app: str) -> None:
+    victim = sorted(placement(cluster)["ServeReplica:math:Verifier"])[-1]
+    results: dict[str, Any] = {}
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        config = ClientConfig(endpoint=math_app, deadline_s=30.0, retries=8, backoff_max_s=2.0)
+        async with VerifierClient(config) as client:
+            scoring = asyncio.create_task(score_until(client, stop, results))
+            while len(results) < 32 and not scoring.done():
+                await asyncio.sleep(0.1)
+            await asyncio.to_thread(cluster.kill, victim)
+            killed_at = len(results)
+            # Keep scoring through the loss: Ray notices the node gone, Serve replaces the replica.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not scoring.done():
+                await asyncio.sleep(0.5)
+            stop.set()
+            await scoring
+            assert len(results) > killed_at + 32, "scoring stalled after the node was lost"
+
+    asyncio.run(run())
+    dead = {n.node_ip for n in list_nodes(address=cluster.dashboard) if n.state == "DEAD"}
+    assert cluster.node_ips[victim] in dead
+    for sample, scored in results.values():
+        expected = Verdict.INCORRECT if int(sample.id.rsplit("-", 1)[1]) % 2 else Verdict.CORRECT
+        assert scored.components["math"].verdict == expected, (sample.id, scored)
+    print(f"node loss: {victim} killed, {len(results)} samples scored, none lost or duplicated")
+    survivors = placement(cluster)["ServeReplica:math:Verifier"]
+    assert victim not in survivors and survivors

@@ -1,0 +1,69 @@
+"""Where the math verifier looks for the answer in an R1 completion."""
+
+from __future__ import annotations
+
+from rewards.math.extract import extract_answer, last_boxed
+
+
+def test_answer_block_wins_over_boxed_in_reasoning() -> None:
+    assert extract_answer("<think>\\boxed{4}</think><answer>5</answer>") == "5"
+
+
+def test_last_boxed_inside_answer_block_is_the_answer() -> None:
+    assert extract_answer("<think>x</think><answer>try \\boxed{4}, no: \\boxed{5}</answer>") == "5"
+
+
+def test_answer_block_lead_in_is_dropped() -> None:
+    assert extract_answer("<answer>The final answer is: 42</answer>") == "42"
+    assert extract_answer("<answer>Answer: \\frac{1}{2}</answer>") == "\\frac{1}{2}"
+
+
+def test_last_boxed_after_think_is_used_without_answer_block() -> None:
+    assert extract_answer("<think>\\boxed{1}</think>so \\boxed{2} and finally \\boxed{3}.") == "3"
+
+
+def test_reasoning_never_counts_as_the_answer() -> None:
+    assert extract_answer("<think>it is \\boxed{5}</think>I am not sure.") is None
+
+
+def test_unclosed_think_means_no_answer() -> None:
+    assert extract_answer("<think>it is \\boxed{5} but let me check") is None
+
+
+def test_completion_without_tags_uses_its_last_boxed() -> None:
+    assert extract_answer("So the result is $\\boxed{\\frac{20}{2}}$.") == "\\frac{20}{2}"
+
+
+def test_no_boxed_and_no_answer_block_is_no_answer() -> None:
+    assert extract_answer("<think>x</think>The answer is 5.") is None
+    assert extract_answer("") is None
+
+
+def test_empty_answer_block_is_no_answer() -> None:
+    assert extract_answer("<think>x</think><answer>  </answer>") is None
+
+
+def test_unclosed_answer_block_runs_to_the_end() -> None:
+    assert extract_answer("<think>x</think><answer> 7") == "7"
+
+
+def test_boxed_keeps_nested_and_escaped_braces() -> None:
+    assert last_boxed("\\boxed{\\{1, \\frac{1}{2}\\}}") == "\\{1, \\frac{1}{2}\\}"
+
+
+def test_truncated_boxed_falls_back_to_the_previous_one() -> None:
+    assert last_boxed("\\boxed{3} then \\boxed{\\frac{1}{2") == "3"
+
+
+def test_fbox_counts_as_boxed() -> None:
+    assert last_boxed("\\fbox{9}") == "9"
+
+
+def test_answer_string_is_stable() -> None:
+    completion = "<think>x</think><answer>\n  \\boxed{ 2x + 1 }\n</answer>"
+    assert extract_answer(completion) == extract_answer(completion) == "2x + 1"
+
+
+def test_many_unclosed_boxes_are_no_answer() -> None:
+    # Scanned in one pass: extraction runs in the caller, outside any worker deadline.
+    assert extract_answer("<think>x</think>" + "\\boxed{" * 50_000) is None

@@ -1,0 +1,91 @@
+"""Pure parts of the sandbox: request planning, verdict classification, languages, seccomp policy."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from sandbox.api import Limits, RunRequest, Status
+from sandbox.languages import LANGUAGES, get_language
+from sandbox.plan import StepOutcome, build_plan, classify
+from sandbox.seccomp_policy import DENIED_SYSCALLS, compiled_bpf
+
+
+def outcome(exit_code=0, sig=None, timed_out=False, cpu_s=0.1) -> StepOutcome:
+    return StepOutcome(exit_code=exit_code, signal=sig, timed_out=timed_out, cpu_s=cpu_s, wall_s=0.2,
+                       peak_memory_mib=10.0)
+
+
+PY = build_plan(RunRequest("python", "pass", limits=Limits(cpu_time_s=2)))
+CPP = build_plan(RunRequest("cpp", "int main(){}", limits=Limits(cpu_time_s=2)))
+
+
+@pytest.mark.parametrize(("plan", "outcomes", "kwargs", "expected"), [
+    (PY, [outcome()], {}, Status.OK),
+    (PY, [outcome(exit_code=1)], {}, Status.RUNTIME_ERROR),
+    (PY, [outcome(exit_code=None, sig=signal.SIGSEGV)], {}, Status.RUNTIME_ERROR),
+    (PY, [outcome(exit_code=None, timed_out=True)], {}, Status.TIME_LIMIT),
+    (PY, [outcome(exit_code=None, sig=signal.SIGXCPU)], {}, Status.TIME_LIMIT),
+    (PY, [outcome(exit_code=None, sig=signal.SIGKILL, cpu_s=2.5)], {}, Status.TIME_LIMIT),
+    (PY, [outcome(exit_code=None, sig=signal.SIGKILL, cpu_s=0.1)], {"oom_killed": True}, Status.MEMORY_LIMIT),
+    (PY, [outcome(exit_code=1)], {"stderr_tail": "MemoryError\n"}, Status.MEMORY_LIMIT),
+    (PY, [outcome(exit_code=0)], {"output_exceeded": True}, Status.OUTPUT_LIMIT),
+    (CPP, [outcome(exit_code=1)], {}, Status.COMPILE_ERROR),
+    (CPP, [outcome(exit_code=None, timed_out=True)], {}, Status.COMPILE_ERROR),
+    (CPP, [outcome(), outcome(exit_code=None, sig=signal.SIGABRT)], {"stderr_tail": "std::bad_alloc"},
+     Status.MEMORY_LIMIT),
+    (CPP, [outcome(), outcome()], {}, Status.OK),
+])
+def test_classify_maps_outcomes_to_statuses(plan, outcomes, kwargs, expected):
+    args = {"output_exceeded": False, "oom_killed": False, "stderr_tail": ""} | kwargs
+    assert classify(plan, outcomes, **args)[0] is expected
+
+
+def test_compiled_language_plans_compile_then_run():
+    assert [s.kind for s in CPP.steps] == ["exec", "exec"]
+    assert CPP.steps[0].capture and not CPP.steps[1].capture
+    assert CPP.steps[0].limits.wall_s == Limits().compile_time_s
+
+
+def test_python_plan_uses_warm_interpreter_unless_told_not_to():
+    assert [s.kind for s in PY.steps] == ["python"]
+    cold = build_plan(RunRequest("python", "pass"), warm_python=False)
+    assert cold.steps[0].kind == "exec" and cold.steps[0].argv[0] == "/usr/bin/python3"
+
+
+def test_request_files_are_read_only_next_to_source():
+    plan = build_plan(RunRequest("python", "pass", files={"harness.py": "x = 1", "data/t.json": "{}"}))
+    assert [(name, ro) for name, _, _, ro in plan.files] == [
+        ("solution.py", True), ("data/t.json", True), ("harness.py", True)]
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../x", "a/../../x", "", "solution.py"])
+def test_bad_file_names_are_rejected(name):
+    with pytest.raises(ValueError, match="bad file name"):
+        build_plan(RunRequest("python", "pass", files={name: ""}))
+
+
+def test_result_fd_is_announced_in_env_only_when_requested():
+    assert "ARBITER_RESULT_FD" not in PY.env
+    assert build_plan(RunRequest("python", "pass", result_fd=True)).env["ARBITER_RESULT_FD"] == "3"
+
+
+def test_unknown_language_names_known_ones():
+    with pytest.raises(ValueError, match="cpp"):
+        get_language("cobol")
+
+
+def test_every_language_row_is_complete():
+    for name, language in LANGUAGES.items():
+        assert language.name == name and language.source_file and language.run_argv
+
+
+def test_seccomp_policy_compiles_to_bpf():
+    bpf = compiled_bpf()
+    assert len(bpf) > 8 * len(DENIED_SYSCALLS) // 2 and len(bpf) % 8 == 0
+
+
+def test_limits_reject_non_positive_values():
+    with pytest.raises(ValueError, match="memory_mib"):
+        Limits(memory_mib=0)

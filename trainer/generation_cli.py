@@ -1,0 +1,59 @@
+"""What `arbiter sample` and `arbiter eval` share: load a checkpoint and prompts, sample k
+completions per prompt locally, and score them through the configured reward backend."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from rewards.compose import ScoredSample
+from rewards.routing import DEFAULT_ROUTING, RoutingConfig
+from rewards.types import Sample
+from trainer.config import RewardsConfig
+from trainer.data import PromptItem, load_prompts
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, samples_help: str) -> None:
+    parser.add_argument("--model", required=True, help="checkpoint directory (save_pretrained layout)")
+    parser.add_argument("--prompts", required=True, help='JSONL {"id", "prompt", "answer", "task"}')
+    parser.add_argument("-k", "--samples", type=int, default=8, help=samples_help)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--batch-prompts", type=int, default=32, help="prompts generated together")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backend", choices=["standalone", "serve", "inprocess"], default="standalone",
+                        help="verifiers: a gRPC server on 127.0.0.1 (default), Ray Serve, or in-process")
+    parser.add_argument("--endpoint", default=None, help="host:port of running verifier services (overrides --backend)")
+    parser.add_argument("--routing", default=None, help="routing YAML (default: rewards DEFAULT_ROUTING)")
+
+
+def generate_and_score(args: argparse.Namespace) -> tuple[list[PromptItem], list[list[str]], list[list[ScoredSample]]]:
+    """-> prompts, completions[prompt][k], scores[prompt][k]."""
+    from trainer.policy import limit_threads, load_checkpoint, sample
+    from trainer.reward_client import score_blocking
+
+    limit_threads()
+    prompts = load_prompts(args.prompts)
+    model, tokenizer = load_checkpoint(args.model)
+    model.eval()
+    texts: list[list[str]] = []
+    for start in range(0, len(prompts), args.batch_prompts):
+        part = prompts[start : start + args.batch_prompts]
+        ids = sample(model, tokenizer, [p.prompt for p in part], args.samples, args.max_new_tokens,
+                     args.temperature, args.seed + start)
+        for i in range(len(part)):
+            texts.append([tokenizer.decode(row, skip_special_tokens=True)
+                          for row in ids[i * args.samples : (i + 1) * args.samples]])
+    samples = [
+        Sample(id=f"{p.id}#{j}", task=p.task, completion=text, prompt=p.prompt, answer=p.answer,
+               metadata=dict(p.metadata))
+        for p, group in zip(prompts, texts, strict=True) for j, text in enumerate(group)
+    ]
+    routing = RoutingConfig.load(args.routing) if args.routing else DEFAULT_ROUTING
+    rewards = RewardsConfig(backend=args.backend, endpoint=args.endpoint,
+                            routing={t: {wv.verifier: wv.weight for wv in r} for t, r in routing.tasks.items()})
+    with tempfile.TemporaryDirectory(prefix="arbiter-") as workdir:
+        flat = score_blocking(rewards, routing, samples, Path(workdir))
+    k = args.samples
+    return prompts, texts, [flat[i * k : (i + 1) * k] for i in range(len(prompts))]

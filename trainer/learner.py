@@ -1,0 +1,125 @@
+"""One GRPO update from a scored batch, and the per-step metrics.
+
+    rewards (B,) -> group advantages (B,) -> logps of the current policy (B, T)
+    -> clipped surrogate against the sampling log-probs (+ k3 KL to the reference) -> AdamW step
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from rewards.types import Verdict
+from trainer.advantages import group_advantages
+from trainer.config import GRPOConfig
+from trainer.loss import grpo_loss, loss_stats
+from trainer.pipeline import Group
+from trainer.policy import completion_logps, make_batch
+
+
+@dataclass
+class UpdateResult:
+    loss: float
+    kl: float
+    clip_fraction: float
+    groups_kept: int
+    grad_norm: float
+
+
+def batch_rewards(groups: list[Group]) -> list[float | None]:
+    return [s.reward for g in groups for s in g.scores]
+
+
+def shuffled(rewards: list[float | None], seed: int) -> list[float | None]:
+    out = list(rewards)
+    random.Random(seed).shuffle(out)
+    return out
+
+
+def keep_informative(groups: list[Group]) -> list[Group]:
+    """DAPO dynamic sampling: a group whose scored rewards all agree has zero advantage everywhere."""
+    kept = []
+    for g in groups:
+        scored = [s.reward for s in g.scores if s.reward is not None]
+        if len(set(scored)) > 1:
+            kept.append(g)
+    return kept
+
+
+def grpo_update(
+    model: Any,
+    ref_model: Any | None,
+    tokenizer: Any,
+    optimizer: torch.optim.Optimizer,
+    groups: list[Group],
+    cfg: GRPOConfig,
+    step_seed: int,
+) -> UpdateResult:
+    if cfg.dynamic_sampling:
+        groups = keep_informative(groups)
+    if not groups:  # nothing to learn from this step: the weights stay, the step still counts
+        return UpdateResult(0.0, 0.0, 0.0, 0, 0.0)
+    rewards = batch_rewards(groups)
+    if cfg.shuffle_rewards:
+        rewards = shuffled(rewards, step_seed)
+    advantages = group_advantages(rewards, cfg.group_size, cfg.scale_rewards).float()  # (B,)
+    completions = [c for g in groups for c in g.completions]
+    batch = make_batch(tokenizer, [c.prompt.prompt for c in completions], [list(c.token_ids) for c in completions])
+    old_logps = torch.zeros(batch.completion_ids.shape)  # (B, T), padding positions are masked out
+    for i, c in enumerate(completions):
+        old_logps[i, : len(c.logps)] = torch.tensor(c.logps)
+    mask = batch.completion_mask  # (B, T)
+    model.train()
+    logps = completion_logps(model, batch, cfg.temperature)  # (B, T)
+    ref_logps = None
+    if cfg.beta != 0.0 and ref_model is not None:
+        with torch.no_grad():
+            ref_logps = completion_logps(ref_model, batch, cfg.temperature)  # (B, T)
+    loss = grpo_loss(
+        logps, old_logps, ref_logps, advantages, mask,
+        loss_type=cfg.loss_type, beta=cfg.beta, epsilon_low=cfg.epsilon_low, epsilon_high=cfg.epsilon_high,
+        max_completion_length=cfg.max_completion_tokens, num_items_in_batch=mask.sum(),
+        kl_bias_correction=cfg.kl_bias_correction,
+    )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+    optimizer.step()
+    stats = loss_stats(logps.detach(), old_logps, ref_logps, advantages, mask,
+                       epsilon_low=cfg.epsilon_low, epsilon_high=cfg.epsilon_high)
+    return UpdateResult(loss.item(), stats.kl_mean, stats.clip_fraction, len(groups), float(grad_norm))
+
+
+def _mean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def reward_metrics(groups: list[Group], version: int, primary: dict[str, str]) -> dict[str, Any]:
+    """Reward, per-component, accuracy (the task's primary verifier said CORRECT), format, staleness."""
+    scores = [s for g in groups for s in g.scores]
+    completions = [c for g in groups for c in g.completions]
+    components: dict[str, list[float]] = {}
+    for s in scores:
+        for name, result in s.components.items():
+            if result.score is not None:
+                components.setdefault(name, []).append(result.score)
+    correct = []
+    for g in groups:
+        verifier = primary[g.prompt.task]
+        correct.extend(float(s.components.get(verifier) is not None and s.components[verifier].verdict is Verdict.CORRECT)
+                       for s in g.scores)
+    out: dict[str, Any] = {
+        "reward_mean": _mean([s.reward for s in scores if s.reward is not None]),
+        "accuracy_mean": _mean(correct),
+        "format_mean": _mean(components.get("format", [])),
+        "reward_faults": sum(1 for s in scores if s.verdict.is_fault),
+        "completion_length_mean": _mean([float(len(c.token_ids)) for c in completions]),
+        "policy_staleness": _mean([float(version - c.policy_version) for c in completions]),
+    }
+    for name, values in sorted(components.items()):
+        out[f"reward/{name}"] = _mean(values)
+    return out

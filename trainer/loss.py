@@ -1,0 +1,118 @@
+"""The GRPO objective: PPO's clipped surrogate on group-relative advantages, plus an optional k3 KL.
+
+Per completion token t of sequence i (all tensors are (B, T): batch, completion tokens)
+
+    r      = exp(logp - old_logp)                       importance ratio to the generating policy
+    pg     = -min(r A_i, clip(r, 1 - eps_low, 1 + eps_high) A_i)
+    kl     = exp(ref - logp) - (ref - logp) - 1         k3 estimator (Schulman), times r if bias-corrected
+    loss_t = pg + beta * kl
+
+aggregated over the active tokens (completion_mask) by `loss_type`, as TRL 1.16 does:
+    grpo     mean over sequences of each sequence's token mean (the DeepSeekMath paper)
+    bnpo     token mean over the batch
+    dr_grpo  token sum / (B * max_completion_length)  (Dr. GRPO: no length bias)
+    dapo     token sum / num_items_in_batch, the active tokens of the whole generation batch
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+LossType = Literal["grpo", "bnpo", "dr_grpo", "dapo"]
+
+
+def _per_token_terms(
+    per_token_logps: torch.Tensor,
+    old_per_token_logps: torch.Tensor,
+    ref_per_token_logps: torch.Tensor | None,
+    advantages: torch.Tensor,
+    beta: float,
+    epsilon_low: float,
+    epsilon_high: float,
+    kl_bias_correction: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """-> (per-token loss (B, T), ratio (B, T), per-token KL (B, T) or None)."""
+    adv = advantages.unsqueeze(1) if advantages.dim() == 1 else advantages  # (B, 1)
+    ratio = torch.exp(per_token_logps - old_per_token_logps)  # (B, T)
+    clipped = torch.clamp(ratio, 1 - epsilon_low, 1 + epsilon_high)  # (B, T)
+    loss = -torch.min(ratio * adv, clipped * adv)  # (B, T)
+    kl = None
+    if beta != 0.0:
+        if ref_per_token_logps is None:
+            raise ValueError("ref_per_token_logps: required when beta != 0")
+        delta = ref_per_token_logps - per_token_logps  # (B, T)
+        kl = torch.exp(delta) - delta - 1  # (B, T)
+        if kl_bias_correction:
+            kl = kl * ratio
+        loss = loss + beta * kl
+    return loss, ratio, kl
+
+
+def grpo_loss(
+    per_token_logps: torch.Tensor,
+    old_per_token_logps: torch.Tensor,
+    ref_per_token_logps: torch.Tensor | None,
+    advantages: torch.Tensor,
+    completion_mask: torch.Tensor,
+    *,
+    loss_type: LossType,
+    beta: float,
+    epsilon_low: float,
+    epsilon_high: float,
+    max_completion_length: int,
+    num_items_in_batch: float | torch.Tensor | None = None,
+    kl_bias_correction: bool = False,
+) -> torch.Tensor:
+    """Scalar loss to minimise. logps (B, T), advantages (B,), completion_mask (B, T) of 0/1."""
+    per_token, _, _ = _per_token_terms(
+        per_token_logps, old_per_token_logps, ref_per_token_logps, advantages,
+        beta, epsilon_low, epsilon_high, kl_bias_correction,
+    )
+    mask = completion_mask.to(per_token.dtype)  # (B, T)
+    masked = per_token * mask  # (B, T)
+    if loss_type == "grpo":
+        return (masked.sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
+    if loss_type == "bnpo":
+        return masked.sum() / mask.sum().clamp(min=1.0)
+    if loss_type == "dr_grpo":
+        return masked.sum() / (per_token.size(0) * max_completion_length)
+    if loss_type == "dapo":
+        total = mask.sum() if num_items_in_batch is None else torch.as_tensor(num_items_in_batch, dtype=mask.dtype)
+        return masked.sum() / total.clamp(min=1.0)
+    raise ValueError(f"loss_type: expected grpo, bnpo, dr_grpo or dapo, got {loss_type!r}")
+
+
+@dataclass(frozen=True)
+class LossStats:
+    """Token means over the active tokens, for logging."""
+
+    kl_mean: float
+    clip_fraction: float
+    """Share of tokens whose ratio left the clip range in the direction the advantage pushes."""
+    ratio_mean: float
+
+
+@torch.no_grad()
+def loss_stats(
+    per_token_logps: torch.Tensor,
+    old_per_token_logps: torch.Tensor,
+    ref_per_token_logps: torch.Tensor | None,
+    advantages: torch.Tensor,
+    completion_mask: torch.Tensor,
+    *,
+    epsilon_low: float,
+    epsilon_high: float,
+) -> LossStats:
+    mask = completion_mask.to(per_token_logps.dtype)  # (B, T)
+    n = mask.sum().clamp(min=1.0)
+    adv = advantages.unsqueeze(1) if advantages.dim() == 1 else advantages  # (B, 1)
+    ratio = torch.exp(per_token_logps - old_per_token_logps)  # (B, T)
+    clipped = ((ratio < 1 - epsilon_low) & (adv < 0)) | ((ratio > 1 + epsilon_high) & (adv > 0))  # (B, T)
+    kl = 0.0
+    if ref_per_token_logps is not None:
+        delta = ref_per_token_logps - per_token_logps  # (B, T)
+        kl = float(((torch.exp(delta) - delta - 1) * mask).sum() / n)
+    return LossStats(kl_mean=kl, clip_fraction=float((clipped * mask).sum() / n), ratio_mean=float((ratio * mask).sum() / n))

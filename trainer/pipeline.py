@@ -1,0 +1,181 @@
+"""The asynchronous rollout -> reward -> learner pipeline.
+
+    producer (one asyncio task)       for each step s: wait until the learner's version >= s - max_staleness,
+                                      then split the step's prompts into chunks and send each to a rollout
+                                      actor with the newest weights
+    chunk tasks (one per chunk)       await the actor's completions, send them to the verifiers at once
+                                      (they stream to scoring as each chunk finishes), collect the scores
+    learner (the caller)              `await pipeline.next_batch()`: the step's groups, complete and scored
+
+With max_staleness 0 the learner and the rollouts take turns (synchronous GRPO). With 1, the
+actors generate step s+1 while the learner trains on step s, so the learner's wait shrinks to
+whatever generation plus scoring takes beyond one update. Old log-probs always come from the
+generating weights, so the ratio in the loss corrects for the lag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rewards.compose import ScoredSample
+from rewards.types import Sample
+from trainer.config import TrainConfig
+from trainer.data import PromptItem
+from trainer.reward_client import RewardClient
+from trainer.rollout import Completion, RolloutChunk, RolloutRequest
+
+
+@dataclass
+class Group:
+    """All G completions of one prompt with their scores, in sample order."""
+
+    prompt: PromptItem
+    completions: list[Completion]
+    scores: list[ScoredSample]
+
+
+@dataclass
+class StepBatch:
+    step: int
+    groups: list[Group]
+    generated_at: float
+    """Monotonic time the last chunk finished generating."""
+    scored_at: float
+    """Monotonic time the last chunk finished scoring: the batch was ready."""
+    generate_s: float = 0.0
+
+
+@dataclass
+class _Pending:
+    chunks_left: int
+    groups: dict[int, Group] = field(default_factory=dict)  # arrival order
+    generated_at: float = 0.0
+    generate_s: float = 0.0
+    done: asyncio.Future[StepBatch] | None = None
+
+
+def step_prompts(prompts: list[PromptItem], step: int, count: int, seed: int) -> list[PromptItem]:
+    """The prompts of one step, a pure function of (seed, step) so that a resumed run replays the same ones."""
+    rng = random.Random(seed * 7919 + step)
+    return rng.sample(prompts, count) if count <= len(prompts) else rng.choices(prompts, k=count)
+
+
+def to_samples(chunk: RolloutChunk, step: int) -> list[Sample]:
+    return [
+        Sample(
+            id=f"s{step}-{c.prompt.id}-{c.index}", task=c.prompt.task, completion=c.text, prompt=c.prompt.prompt,
+            answer=c.prompt.answer, metadata=dict(c.prompt.metadata),
+        )
+        for c in chunk.completions
+    ]
+
+
+class Pipeline:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        workers: list[Any],
+        rewards: RewardClient,
+        prompts: list[PromptItem],
+        first_step: int,
+        weights: Any,
+    ) -> None:
+        self.cfg = cfg
+        self.workers = workers
+        self.rewards = rewards
+        self.prompts = prompts
+        self.version = first_step
+        """Updates applied so far; the weights in `self.weights` are this version."""
+        self.weights = weights
+        self.next_step = first_step
+        self._pending: dict[int, _Pending] = {}
+        self._changed = asyncio.Condition()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._producer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._producer = asyncio.create_task(self._produce())
+
+    async def publish(self, weights: Any) -> None:
+        """The learner finished one update: newer weights for the rollouts that start from now on."""
+        async with self._changed:
+            self.version += 1
+            self.weights = weights
+            self._changed.notify_all()
+
+    async def next_batch(self) -> StepBatch:
+        step = self.next_step
+        async with self._changed:
+            await self._changed.wait_for(lambda: step in self._pending or self._producer_failed())
+        self._raise_producer_error()
+        pending = self._pending[step]
+        assert pending.done is not None
+        batch = await pending.done
+        del self._pending[step]
+        self.next_step += 1
+        return batch
+
+    def _producer_failed(self) -> bool:
+        return self._producer is not None and self._producer.done()
+
+    def _raise_producer_error(self) -> None:
+        if self._producer is not None and self._producer.done() and not self._producer.cancelled():
+            exc = self._producer.exception()
+            if exc is not None:
+                raise exc
+
+    async def _produce(self) -> None:
+        g, r = self.cfg.grpo, self.cfg.rollout
+        step = self.next_step
+        worker_index = 0
+        while step < g.steps:
+            async with self._changed:
+                await self._changed.wait_for(lambda s=step: self.version >= s - g.max_staleness)
+                version, weights = self.version, self.weights
+                pending = _Pending(chunks_left=r.chunks_per_step, done=asyncio.get_running_loop().create_future())
+                self._pending[step] = pending
+                self._changed.notify_all()
+            chosen = step_prompts(self.prompts, step, g.prompts_per_step, self.cfg.seed)
+            for chunk_index in range(r.chunks_per_step):
+                part = tuple(chosen[chunk_index :: r.chunks_per_step])
+                request = RolloutRequest(step, chunk_index, part, g.group_size, g.max_completion_tokens,
+                                         g.temperature, self.cfg.seed)
+                worker = self.workers[worker_index % len(self.workers)]
+                worker_index += 1
+                ref = worker.generate.remote([weights], version, request)
+                task = asyncio.create_task(self._chunk(step, ref, pending))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            step += 1
+
+    async def _chunk(self, step: int, ref: Any, pending: _Pending) -> None:
+        assert pending.done is not None
+        try:
+            chunk: RolloutChunk = await ref
+            pending.generated_at = max(pending.generated_at, time.monotonic())
+            pending.generate_s += chunk.generate_s
+            scores = await self.rewards.score(to_samples(chunk, step))
+            if len(scores) != len(chunk.completions):
+                raise RuntimeError(f"reward client returned {len(scores)} results for {len(chunk.completions)} samples")
+            g = chunk.request.group_size
+            for i, prompt in enumerate(chunk.request.prompts):
+                pending.groups[len(pending.groups)] = Group(prompt, list(chunk.completions[i * g : (i + 1) * g]),
+                                            list(scores[i * g : (i + 1) * g]))
+            pending.chunks_left -= 1
+            if pending.chunks_left == 0 and not pending.done.done():
+                pending.done.set_result(StepBatch(step, list(pending.groups.values()), pending.generated_at,
+                                                  time.monotonic(), pending.generate_s))
+        except BaseException as exc:  # the learner awaits this future: it must hear about any failure
+            if not pending.done.done():
+                pending.done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("chunk cancelled"))
+            raise
+
+    async def close(self) -> None:
+        tasks = [t for t in (self._producer, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,76 @@
+"""The tiny default policy: a Qwen2-architecture model built from a config, a character-level
+tokenizer built in code, and the cold-start examples that teach it the R1 format.
+
+Nothing is downloaded: the tokenizer has one token per printable ASCII character plus the four
+R1 tags as single tokens, and round-trips through save_pretrained/from_pretrained offline.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import string
+
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+from trainer.config import TinyModelConfig
+from trainer.data import PromptItem
+
+R1_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
+_EXPRESSION = re.compile(r"\d+\s*[-+*/]\s*\d+")
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    vocab = {tok: i for i, tok in enumerate([PAD, EOS, UNK, *R1_TAGS, *string.printable[:95]])}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    # Tags first, so "<think>" is one token; every other character is its own token.
+    tag_pattern = "|".join(t.replace("/", "\\/") for t in R1_TAGS)
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(f"{tag_pattern}|."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK, padding_side="left",
+        model_max_length=512,
+    )
+    return fast
+
+
+def build_model(cfg: TinyModelConfig, tokenizer: PreTrainedTokenizerFast, seed: int) -> Qwen2ForCausalLM:
+    import torch
+
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        max_position_embeddings=cfg.max_position_embeddings,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    return Qwen2ForCausalLM(config)
+
+
+def cold_start_examples(prompts: list[PromptItem], n: int, correct_fraction: float, seed: int) -> list[dict[str, str]]:
+    """R1-format SFT examples for `a+b` prompts: `<think>a+b=c</think><answer>c</answer>`.
+
+    A share `correct_fraction` of them has c = a + b; the rest has c drawn uniformly from the
+    answers seen in `prompts`, so the model learns the format, to restate the sum and to copy
+    its result into the answer, but not the arithmetic itself.
+    """
+    rng = random.Random(seed)
+    answers = sorted({p.answer for p in prompts})
+    out = []
+    for _ in range(n):
+        p = rng.choice(prompts)
+        match = _EXPRESSION.search(p.prompt)
+        if match is None:
+            raise ValueError(f"prompt {p.id}: no arithmetic expression like '3+4' to build a cold-start example from")
+        c = p.answer if rng.random() < correct_fraction else rng.choice(answers)
+        out.append({"prompt": p.prompt, "completion": f"<think>{match.group(0)}={c}</think><answer>{c}</answer>"})
+    return out
