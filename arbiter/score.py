@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections import Counter, deque
@@ -29,8 +30,10 @@ from tqdm import tqdm
 
 from rewards.compose import ScoredSample, score_sample
 from rewards.registry import Registry, default_registry
-from rewards.routing import DEFAULT_ROUTING, RoutingConfig
+from rewards.routing import DEFAULT_ROUTING, RoutingConfig, SingleVerifierRouting
 from rewards.types import Sample, SampleError
+from services.client import ClientError, score_sync
+from services.config import ClientConfig
 
 Scorer = Callable[[Iterable[Sample]], Iterator[ScoredSample]]
 """Maps samples to their results, one per sample, in the order given."""
@@ -93,6 +96,30 @@ class LocalScorer:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
+
+
+class EndpointScorer:
+    """Scores through a running cluster with the services client, a chunk at a time, in input order.
+
+    The server side (or a verifier it cannot reach) answers per sample, so the output has
+    the same records as in-process scoring; only a misconfiguration (wrong token, no
+    server) stops the run, as a ClientError.
+    """
+
+    def __init__(self, config: ClientConfig, routing: RoutingConfig, chunk_size: int = 512) -> None:
+        self.config = config
+        self.routing = routing
+        self.chunk_size = chunk_size
+
+    def __call__(self, samples: Iterable[Sample]) -> Iterator[ScoredSample]:
+        chunk: list[Sample] = []
+        for sample in samples:
+            chunk.append(sample)
+            if len(chunk) >= self.chunk_size:
+                yield from score_sync(self.config, chunk, self.routing)
+                chunk = []
+        if chunk:
+            yield from score_sync(self.config, chunk, self.routing)
 
 
 @dataclass(frozen=True)
@@ -222,6 +249,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verifier", help="score with this one verifier; its score is the reward")
     parser.add_argument("--workers", type=int, default=1, help="samples scored concurrently (threads; default 1)")
     parser.add_argument("--routing", help="routing YAML (task -> {verifier: weight}); default: built-in routing")
+    parser.add_argument("--endpoint", metavar="HOST:PORT",
+                        help="score against a running cluster (arbiter serve) instead of in-process")
+    parser.add_argument("--token", default=os.environ.get("ARBITER_TOKEN"),
+                        help="bearer token for --endpoint (default: $ARBITER_TOKEN)")
 
 
 def _fail(message: str, status: int) -> int:
@@ -237,13 +268,20 @@ def run(args: argparse.Namespace) -> int:
         routing = RoutingConfig.load(args.routing) if args.routing else DEFAULT_ROUTING
     except (OSError, ValueError, yaml.YAMLError) as exc:
         return _fail(f"--routing: {exc}", 2)
+    if args.endpoint:
+        scorer: Scorer = EndpointScorer(ClientConfig(endpoint=args.endpoint, token=args.token),
+                                        SingleVerifierRouting(args.verifier) if args.verifier else routing)
+        return _score_input(args, scorer)
     names = set(registry.names())
     if args.verifier is not None and args.verifier not in names:
         return _fail(f"unknown verifier {args.verifier!r} (--verifier); known: {', '.join(sorted(names))}", 2)
     unknown = sorted(routing.verifier_names() - names)
     if unknown and args.verifier is None:
         return _fail(f"--routing names unknown verifier {unknown[0]!r}; known: {', '.join(sorted(names))}", 2)
-    scorer = LocalScorer(routing, registry, only=args.verifier, workers=args.workers)
+    return _score_input(args, LocalScorer(routing, registry, only=args.verifier, workers=args.workers))
+
+
+def _score_input(args: argparse.Namespace, scorer: Scorer) -> int:
     try:
         with open(args.input, encoding="utf-8") as f:
             total = sum(1 for line in f if line.strip())
@@ -254,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
             tqdm(total=total, unit="sample", file=sys.stderr, disable=None) as progress,
         ):
             summary = score_file(lines, out, scorer, progress)
-    except (OSError, UnicodeDecodeError, VerifierLoadError) as exc:
+    except (OSError, UnicodeDecodeError, VerifierLoadError, ClientError) as exc:
         return _fail(str(exc), 1)
     print(summary.render(time.perf_counter() - started), file=sys.stderr)
     return 0

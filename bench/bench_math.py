@@ -26,11 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
-from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify  # noqa: E402
-
-from rewards.math import MathConfig, MathVerifier  # noqa: E402
+from rewards.math import MathConfig, MathVerifier
 
 CASES = Path(os.environ.get("ARBITER_CONFORMANCE_DIR", "/work/shared/conformance")) / "math_verify_cases.jsonl"
 PLAIN_TARGETS = {

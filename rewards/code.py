@@ -261,6 +261,14 @@ class CodeVerifier:
             return VerifierResult.error(str(exc))
         return self._result(report)
 
+    def cache_key(self, sample: Sample) -> str | None:
+        """The graded program, trailing spaces dropped: completions that differ only in prose share a verdict."""
+        block = extract_final_code_block(sample.completion)
+        if block is None:
+            return None
+        program = "\n".join(line.rstrip() for line in block.code.strip("\n").splitlines())
+        return f"{sample.language or block.tag}\n{program}"
+
     def _result(self, report: GradeReport) -> VerifierResult:
         if report.compile_error is not None:
             return VerifierResult.incorrect(detail=report.summary())

@@ -100,11 +100,7 @@ def score_sample(
         components = [(name, weight, run_verifier(name, sample, registry)) for name, weight in route]
     except SampleError as exc:
         return ScoredSample.input_error(sample.id, exc, (time.perf_counter() - start) * 1000)
-    if only:
-        result = components[0][2]
-        reward, verdict, detail = result.score, result.verdict, result.detail
-    else:
-        reward, verdict, detail = compose(components)
+    reward, verdict, detail = compose(components)  # with `only`, that verifier's own reward and verdict
     return ScoredSample(
         id=sample.id,
         reward=reward,

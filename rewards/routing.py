@@ -68,6 +68,20 @@ class RoutingConfig:
         return {"tasks": {task: {wv.verifier: wv.weight for wv in route} for task, route in self.tasks.items()}}
 
 
+class SingleVerifierRouting(RoutingConfig):
+    """Routes every task to one verifier with weight 1, so that verifier's own result is the sample's."""
+
+    def __init__(self, verifier: str) -> None:
+        super().__init__({})
+        object.__setattr__(self, "verifier", verifier)
+
+    def route(self, task: str) -> tuple[WeightedVerifier, ...]:
+        return (WeightedVerifier(self.verifier, 1.0),)  # type: ignore[attr-defined]
+
+    def verifier_names(self) -> set[str]:
+        return {self.verifier}  # type: ignore[attr-defined]
+
+
 # Accuracy plus format, weighted equally as open-r1 does; code is graded on its tests alone
 # because code completions are usually fenced blocks rather than the R1 template.
 DEFAULT_ROUTING = RoutingConfig.from_dict(

@@ -55,6 +55,7 @@ CLONE_NEWPID = 0x20000000
 SYS_CLONE = 56  # x86_64; the seccomp filter rejects other architectures anyway
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP = 1, 4, 24
 PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, PR_CAP_AMBIENT = 38, 22, 47
 PR_CAP_AMBIENT_CLEAR_ALL, SECCOMP_MODE_FILTER = 4, 2
@@ -333,6 +334,12 @@ def _run_init(fds, status_fd):
         _prepare_filesystem(spec)
         _write_files(spec, read_only_mounts=True)
         results = _run_steps(spec, stdio, named.get("artifact"))
+        for fd in fds[1:]:  # the spec is closed already; the host sees EOF before the status
+            os.close(fd)
+        # Free the run's files now rather than at namespace teardown, so the jail's memory
+        # charge is back to normal before the host reads the status and sets the next limits.
+        for path in ("/work", "/tmp", "/dev/shm"):
+            libc.umount2(path.encode(), MNT_DETACH)
         os.write(status_fd, (json.dumps({"steps": results}) + "\n").encode())
         os._exit(0)
     except BaseException as exc:
@@ -364,8 +371,10 @@ def _serve_run(sock, header, fds):
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
     poller.register(sock, select.POLLIN)
+    poller.register(status_r, select.POLLIN)
     deadline = time.monotonic() + header["backstop_s"]
     killed = None
+    line = b""
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -373,7 +382,15 @@ def _serve_run(sock, header, fds):
             os.kill(pid, signal.SIGKILL)
             break
         events = dict(poller.poll(remaining * 1000))
+        if status_r in events:
+            chunk = os.read(status_r, 1 << 20)
+            line += chunk
+            # B reports only once every process of the run is dead and its pipes closed: answer
+            # now and let the namespace teardown happen after, off the host's critical path.
+            if line.endswith(b"\n") or not chunk:
+                break
         if pidfd in events:
+            line += os.read(status_r, 1 << 20)
             break
         if sock.fileno() in events:
             msg, extra = _recv(sock)
@@ -383,10 +400,6 @@ def _serve_run(sock, header, fds):
                 killed = msg.get("reason", "host")
                 os.kill(pid, signal.SIGKILL)
                 break
-    os.waitpid(pid, 0)
-    os.close(pidfd)
-    with os.fdopen(status_r, "rb") as f:
-        line = f.read(1 << 20)
     try:
         status = json.loads(line) if line.strip() else {"error": "run ended without a status"}
     except ValueError:
@@ -394,6 +407,9 @@ def _serve_run(sock, header, fds):
     if killed is not None:
         status["killed"] = killed
     _send(sock, {"op": "done", **status})
+    os.waitpid(pid, 0)
+    os.close(pidfd)
+    os.close(status_r)
 
 
 FRAME = struct.Struct("!cI")  # channel (o, e, r, s), payload length

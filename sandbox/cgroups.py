@@ -10,6 +10,7 @@ rlimits alone. `describe()` in sandbox/__init__.py reports which one is in force
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import time
@@ -36,6 +37,17 @@ class JailCgroup:
             (d / "cgroup.procs").write_text(str(pid))
 
     def set_limits(self, memory_bytes: int, pids_max: int) -> None:
+        # Lowering a limit below what is still charged (the last run's pages on their way out)
+        # fails with EBUSY for a moment; the charge drops as soon as they are freed.
+        for attempt in range(50):
+            try:
+                return self._write_limits(memory_bytes, pids_max)
+            except OSError as exc:
+                if exc.errno != errno.EBUSY or attempt == 49:
+                    raise
+                time.sleep(0.01)
+
+    def _write_limits(self, memory_bytes: int, pids_max: int) -> None:
         if self.version == 1:
             memory, pids = self.dirs
             limit, swap = memory / "memory.limit_in_bytes", memory / "memory.memsw.limit_in_bytes"

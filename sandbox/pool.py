@@ -24,6 +24,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 
 from sandbox.api import RunRequest, RunResult, Status
@@ -102,17 +103,29 @@ class Sandbox:
         if not self._closed.is_set():
             self._wanted.release()
 
+    def _acquire(self) -> Jail | None:
+        """A free jail; None at the timeout, or at once when jails fail to start and none is left."""
+        deadline = time.monotonic() + self.config.acquire_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                return self._idle.get(timeout=0.25)
+            except queue.Empty:
+                with self._lock:
+                    starved = not self._live
+                if starved and self._start_error is not None:
+                    return None
+        return None
+
     def run(self, request: RunRequest) -> RunResult:
         if self._closed.is_set():
             raise RuntimeError("Sandbox is closed")
         cache = self._backend.compile_cache
         plan = build_plan(request, artifact=cache.get(compile_key(request)))
-        try:
-            jail = self._idle.get(timeout=self.config.acquire_timeout_s)
-        except queue.Empty:
+        jail = self._acquire()
+        if jail is None:
             why = f"no jail became free within {self.config.acquire_timeout_s:g}s"
             if self._start_error is not None:
-                why += f" (last start error: {self._start_error})"
+                why = f"jails cannot be started: {self._start_error}"
             return RunResult(Status.SANDBOX_ERROR, None, None, "", "", 0.0, 0.0, None, why)
         if not jail.alive:
             self._retire(jail)

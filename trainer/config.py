@@ -120,6 +120,8 @@ class RewardsConfig:
     """Deadline of one scoring RPC; the services client retries past it, then reports an ERROR."""
     endpoint: str | None = None
     """host:port of verifier services already running (`arbiter serve`); null deploys them."""
+    application: str | None = None
+    """With `endpoint` a Ray Serve proxy hosting several apps: the app to call (gRPC metadata)."""
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ class StepBatch:
 @dataclass
 class _Pending:
     chunks_left: int
-    groups: dict[int, Group] = field(default_factory=dict)  # arrival order
+    groups: dict[int, list[Group]] = field(default_factory=dict)  # by chunk index
     generated_at: float = 0.0
     generate_s: float = 0.0
     done: asyncio.Future[StepBatch] | None = None
@@ -162,13 +162,16 @@ class Pipeline:
             if len(scores) != len(chunk.completions):
                 raise RuntimeError(f"reward client returned {len(scores)} results for {len(chunk.completions)} samples")
             g = chunk.request.group_size
-            for i, prompt in enumerate(chunk.request.prompts):
-                pending.groups[len(pending.groups)] = Group(prompt, list(chunk.completions[i * g : (i + 1) * g]),
-                                            list(scores[i * g : (i + 1) * g]))
+            pending.groups[chunk.request.chunk] = [
+                Group(prompt, list(chunk.completions[i * g : (i + 1) * g]), list(scores[i * g : (i + 1) * g]))
+                for i, prompt in enumerate(chunk.request.prompts)
+            ]
             pending.chunks_left -= 1
             if pending.chunks_left == 0 and not pending.done.done():
-                pending.done.set_result(StepBatch(step, list(pending.groups.values()), pending.generated_at,
-                                                  time.monotonic(), pending.generate_s))
+                # Chunk order, not arrival order: the batch (and a resumed run) does not depend on timing.
+                groups = [group for index in sorted(pending.groups) for group in pending.groups[index]]
+                pending.done.set_result(StepBatch(step, groups, pending.generated_at, time.monotonic(),
+                                                  pending.generate_s))
         except BaseException as exc:  # the learner awaits this future: it must hear about any failure
             if not pending.done.done():
                 pending.done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("chunk cancelled"))

@@ -67,42 +67,56 @@ def write_routing(routing: RoutingConfig, workdir: Path) -> str:
     return str(path.resolve())
 
 
-def deploy_on_serve(routing_file: str) -> tuple[str, bool]:
-    """Start Serve on the connected Ray cluster (if needed) and deploy one app serving every verifier
-    the routing needs -> (gRPC endpoint, whether Serve was started here and must be shut down)."""
+TRAIN_APP = "arbiter-train"
+
+
+def serve_is_running() -> bool:
     from ray import serve
 
-    from services.cluster_config import ClusterConfig, DeploymentConfig, RouterConfig
-    from services.config import ScoringConfig
-    from services.serve_app import SERVICER_FUNCTION, deploy
+    status = serve.status()
+    return bool(status.proxies or status.applications)
 
-    routing = RoutingConfig.load(routing_file)
-    # One family app per primary verifier; it also serves the verifiers its tasks route to, so the
-    # front router is not needed and clients need no `application` metadata.
-    primaries = sorted({route[0].verifier for route in routing.tasks.values()})
-    from services.cluster_config import FAMILY_VERIFIERS
 
-    families = sorted({f for f, names in FAMILY_VERIFIERS.items() for p in primaries if p in names})
-    deployment = DeploymentConfig(scoring=ScoringConfig(worker_processes=1), num_cpus=0.5)
-    cluster = ClusterConfig(
-        routing_file=routing_file,
-        router=RouterConfig(enabled=len(families) > 1),
-        families={name: deployment for name in families},
-    )
-    cluster.validate()
+def start_serve() -> str:
+    """Start Serve with the Verifier gRPC servicer on free loopback ports -> its gRPC endpoint."""
+    from ray import serve
+
+    from services.serve_app import SERVICER_FUNCTION
+
     grpc_port = _free_port()
     serve.start(
         http_options={"host": "127.0.0.1", "port": _free_port()},
         grpc_options={"port": grpc_port, "grpc_servicer_functions": [SERVICER_FUNCTION]},
     )
-    apps = deploy(cluster)
-    if len(apps) > 1:
-        raise NotImplementedError(
-            f"routing needs several verifier apps ({', '.join(apps)}); the services client sends no "
-            "`application` metadata yet, so route every task to one family"
-        )
-    log.info("verifiers deployed on Ray Serve: %s at 127.0.0.1:%d", ", ".join(apps), grpc_port)
-    return f"127.0.0.1:{grpc_port}", True
+    return f"127.0.0.1:{grpc_port}"
+
+
+def deploy_verifiers(routing_file: str, app: str = TRAIN_APP) -> str:
+    """Deploy, on the running Serve instance, one app serving every verifier the routing needs -> its name.
+
+    The app is the services' family app of the routing's primary verifier, which also serves the
+    verifiers its tasks route to (format for math), under a name of its own so that it never
+    replaces an app someone else deployed on the same cluster.
+    """
+    from ray import serve
+
+    from services.cluster_config import FAMILY_VERIFIERS, ClusterConfig, DeploymentConfig, RouterConfig
+    from services.config import ScoringConfig
+    from services.serve_app import build_app
+
+    routing = RoutingConfig.load(routing_file)
+    primaries = {route[0].verifier for route in routing.tasks.values()}
+    families = sorted({family for family, names in FAMILY_VERIFIERS.items() if primaries & set(names)})
+    if len(families) != 1 or not primaries <= set(FAMILY_VERIFIERS[families[0]]):
+        raise ValueError(f"rewards.routing: the trainer deploys one verifier family; primaries {sorted(primaries)} "
+                         f"span {families or 'no built-in family'} (run `arbiter serve` and set rewards.endpoint)")
+    deployment = DeploymentConfig(scoring=ScoringConfig(worker_processes=1), num_cpus=0.5)
+    cluster = ClusterConfig(routing_file=routing_file, router=RouterConfig(enabled=False),
+                            families={families[0]: deployment})
+    cluster.validate()
+    serve.run(build_app(cluster, families[0]), name=app, route_prefix=f"/{app}")
+    log.info("verifiers %s deployed on Ray Serve as app %r", ", ".join(sorted(routing.verifier_names())), app)
+    return app
 
 
 @contextlib.asynccontextmanager
@@ -122,6 +136,7 @@ async def open_reward_client(cfg: RewardsConfig, routing: RoutingConfig, workdir
     routing_file = write_routing(routing, workdir)
     server = None
     started_serve = False
+    application = cfg.application
     if cfg.endpoint is not None:
         endpoint = cfg.endpoint
     elif cfg.backend == "standalone":
@@ -133,8 +148,16 @@ async def open_reward_client(cfg: RewardsConfig, routing: RoutingConfig, workdir
         await server.start()
         endpoint = f"127.0.0.1:{port}"
     else:
-        endpoint, started_serve = await asyncio.to_thread(deploy_on_serve, routing_file)
+        if await asyncio.to_thread(serve_is_running):
+            raise RuntimeError("Ray Serve already runs on this cluster and its gRPC port is not ours to guess: "
+                               "set rewards.endpoint (and rewards.application) to use its verifiers")
+        endpoint = await asyncio.to_thread(start_serve)
+        started_serve = True
+        application = await asyncio.to_thread(deploy_verifiers, routing_file)
     client = VerifierClient(ClientConfig(endpoint=endpoint, deadline_s=cfg.timeout_s), routing)
+    if application is not None:
+        # Serve's proxy picks the app by this metadata once several apps are deployed.
+        client.metadata = (*client.metadata, ("application", application))
     try:
         yield client
     finally:

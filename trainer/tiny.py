@@ -11,7 +11,7 @@ import random
 import re
 import string
 
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from trainer.config import TinyModelConfig
@@ -25,10 +25,10 @@ _EXPRESSION = re.compile(r"\d+\s*[-+*/]\s*\d+")
 def build_tokenizer() -> PreTrainedTokenizerFast:
     vocab = {tok: i for i, tok in enumerate([PAD, EOS, UNK, *R1_TAGS, *string.printable[:95]])}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-    # Tags first, so "<think>" is one token; every other character is its own token.
-    tag_pattern = "|".join(t.replace("/", "\\/") for t in R1_TAGS)
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(f"{tag_pattern}|."), behavior="isolated")
+    # Every character is its own token; the tags, registered as added tokens, are matched first.
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     tok.decoder = decoders.Fuse()
+    tok.add_tokens([AddedToken(tag, normalized=False, special=False) for tag in R1_TAGS])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK, padding_side="left",
         model_max_length=512,

@@ -12,7 +12,8 @@
 # traffic here must stay on loopback.
 #
 # Usage: deploy/local/cluster.sh up|down|status [STATE_DIR]
-#        deploy/local/cluster.sh kill NODE [STATE_DIR]   # SIGKILL one node, as a machine loss
+#        deploy/local/cluster.sh kill NODE [STATE_DIR]    # SIGKILL one worker node: a machine lost
+#        deploy/local/cluster.sh start NODE [STATE_DIR]   # start it again: a replacement machine
 # STATE_DIR (default $ARBITER_LOCAL_CLUSTER or /tmp/arbiter-local-cluster) receives cluster.env
 # (addresses, node pids), one log per node, and Ray's session files. Each node runs in its own
 # session (setsid); `down` and `kill` signal exactly those sessions, never other Ray clusters on
@@ -23,8 +24,8 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 py=${ARBITER_PYTHON:-$repo/.venv/bin/python}
 ray_bin=$(dirname "$py")/ray
 cmd=${1:-}
-if [ "$cmd" = kill ]; then
-  node=${2:?usage: cluster.sh kill NODE [STATE_DIR]}
+if [ "$cmd" = kill ] || [ "$cmd" = start ]; then
+  node=${2:?usage: cluster.sh $cmd NODE [STATE_DIR]}
   state=${3:-${ARBITER_LOCAL_CLUSTER:-/tmp/arbiter-local-cluster}}
 else
   state=${2:-${ARBITER_LOCAL_CLUSTER:-/tmp/arbiter-local-cluster}}
@@ -43,6 +44,7 @@ declare -A RESOURCES=([head]='{}' [verifier-a]='{"verifier": 2}' [verifier-b]='{
                       [rollout]='{"rollout_gpu": 2, "learner": 1}')
 
 PORTS=()
+STARTED=()  # pids of the `ray start`s of this invocation
 free_ports() {  # N distinct ports, free on every address a moment ago
   "$py" - "$1" <<'EOF'
 import socket, sys
@@ -78,12 +80,14 @@ start_node() {  # NAME FIRST_PORT_INDEX EXTRA_ARGS...: uses PORTS[FIRST .. FIRST
     --dashboard-agent-listen-port="${ports[2]}" --dashboard-agent-grpc-port="${ports[3]}" \
     --runtime-env-agent-port="${ports[4]}" --metrics-export-port="${ports[5]}" \
     "$@" >"$state/$name.log" 2>&1 < /dev/null &
+  STARTED+=("$!")
+  sed -i "/^NODE_${name//-/_}_/d" "$env_file"
   echo "NODE_${name//-/_}_PID=$!" >> "$env_file"
   echo "NODE_${name//-/_}_IP=${IP[$name]}" >> "$env_file"
 }
 
 wait_for_nodes() {  # COUNT DASHBOARD_URL: until COUNT nodes are alive, or a `ray start` has died
-  "$py" - "$1" "$2" "$state" $(grep '_PID=' "$env_file" | cut -d= -f2) <<'EOF'
+  "$py" - "$1" "$2" "$state" "${STARTED[@]}" <<'EOF'
 import sys, time
 from pathlib import Path
 from ray.util.state import list_nodes
@@ -166,6 +170,19 @@ kill_node() {
   kill_session "${!var}"
 }
 
+restart_node() {
+  # shellcheck disable=SC1090
+  source "$env_file"
+  local var="NODE_${node//-/_}_PID"
+  [ "$node" != head ] && [ -n "${!var:-}" ] || { echo "cluster.sh: no worker node $node in $env_file" >&2; exit 1; }
+  [ -z "$(session_pids "${!var}")" ] || { echo "cluster.sh: $node is still running" >&2; exit 1; }
+  read -r -a PORTS <<< "$(free_ports 6)"
+  local alive
+  alive=$("$py" -c "import sys; from ray.util.state import list_nodes; print(sum(n.state == 'ALIVE' for n in list_nodes(address=sys.argv[1])))" "$DASHBOARD_URL")
+  start_node "$node" 0 --address="$GCS_ADDRESS"
+  wait_for_nodes $((alive + 1)) "$DASHBOARD_URL"
+}
+
 status() {
   # shellcheck disable=SC1090
   source "$env_file"
@@ -181,6 +198,7 @@ case "$cmd" in
   up) up ;;
   down) down ;;
   kill) kill_node ;;
+  start) restart_node ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status [STATE_DIR] | kill NODE [STATE_DIR]" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status [STATE_DIR] | kill|start NODE [STATE_DIR]" >&2; exit 2 ;;
 esac

@@ -16,6 +16,9 @@ its cause:
 - Upright constants. Unit stripping treats a trailing `\\mathrm{e}` as a unit,
   so `1-\\frac{1}{\\mathrm{e}}` loses its `e`. `\\mathrm{e}`, `\\mathrm{i}` (and the
   `\\text`, `\\operatorname` spellings) are rewritten to `e`, `i` first.
+- Choice letters. A gold that is a single letter A-E is a multiple-choice key;
+  the answer's letter is read from `B`, `(B)`, `\\text{(B)}` or, in a sentence,
+  by Math-Verify's StringExtractionConfig, and compared case-insensitively.
 - Tiny values. For exact (float-free) numbers, `verify` ends in
   `(a - b).evalf(chop=True) == 0`, which chops anything below ~1e-15 to zero, so
   1/2004! equals 1/2006!. A `verify` match of exact numbers is re-checked with a
@@ -49,9 +52,10 @@ EXTRACTION_TARGETS = {
     "latex_default": LatexExtractionConfig(),
     "latex_boxed0": LatexExtractionConfig(boxed_match_priority=0),
     "expr": ExprExtractionConfig(),
-    "string": StringExtractionConfig(),
 }
 _ANSWER_TARGETS = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
+_CHOICES = "ABCDE"
+_CHOICE_TARGETS = (StringExtractionConfig(strings=tuple(_CHOICES)),)
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,11 @@ def judge(gold_text: str, answer_text: str, options: CompareOptions) -> Judgemen
     gold_text = normalize_notation(gold_text)
     answer_text = normalize_notation(answer_text)
     if options.targets is None:
+        gold_choice = _choice_letter(gold_text)
+        if gold_choice is not None:
+            answer_choice = _answer_choice(answer_text)
+            outcome = CORRECT if answer_choice == gold_choice else INCORRECT
+            return Judgement(outcome, f"choice {gold_choice}", f"choice {answer_choice or '(none)'}")
         for splitter, compare in ((_ratio_terms, _proportional), (_ellipsis_terms, _termwise)):
             gold_terms, answer_terms = splitter(_unwrap_math(gold_text)), splitter(_unwrap_math(answer_text))
             if gold_terms is not None or answer_terms is not None:
@@ -114,14 +123,45 @@ def equivalent(gold: list[Any], answer: list[Any], options: CompareOptions) -> b
 _UPRIGHT_CONSTANT = re.compile(r"\\(?:mathrm|text|textrm|operatorname|mathit)\s*\{\s*([ei])\s*\}")
 
 
+# A thin space between digit groups (1\,000) is a thousands separator; left in,
+# latex2sympy2 reads it as a product.
+_THIN_SPACE_GROUP = re.compile(r"(?<=\d)\\[,;: ](?=\d{3}(?!\d))")
+
+
 def normalize_notation(text: str) -> str:
     """Rewrite notations that Math-Verify's normalizer mangles into ones it reads correctly."""
-    return _UPRIGHT_CONSTANT.sub(r"\1", text)
+    return _THIN_SPACE_GROUP.sub("", _UPRIGHT_CONSTANT.sub(r"\1", text))
+
+
+_MARKUP = re.compile(r"^\\(?:text|textbf|mathrm|mathbf|textrm)\s*\{(.*)\}$", re.DOTALL)
+_CHOICE = re.compile(rf"^\(?\s*([{_CHOICES}])\s*\)?$")
+
+
+def _choice_letter(text: str) -> str | None:
+    """The letter of an answer that is only a choice key: B, (B), \\text{(B)}, $\\textbf{B}$."""
+    text = _unwrap_math(text)
+    while (markup := _MARKUP.match(text)) is not None:
+        text = markup.group(1).strip()
+    choice = _CHOICE.match(text)
+    return choice.group(1) if choice else None
+
+
+def _answer_choice(text: str) -> str | None:
+    letter = _choice_letter(text) or _choice_letter(text.upper())
+    if letter is not None:
+        return letter
+    found = parse(
+        re.sub(r"\(([A-E])\)", r"\1", text), _CHOICE_TARGETS, extraction_mode="first_match", parsing_timeout=None
+    )
+    return found[-1].upper() if found else None
+
+
+_DELIMITER = re.compile(r"\\boxed|(?<!\\)\$|\\\(|\\\[")
 
 
 def as_latex_input(answer: str) -> str:
     """An extracted answer as Math-Verify input: bare LaTeX is boxed, delimited LaTeX kept."""
-    if "\\boxed" in answer or "$" in answer or "\\(" in answer or "\\[" in answer:
+    if _DELIMITER.search(answer):
         return answer
     return "\\boxed{" + answer + "}"
 

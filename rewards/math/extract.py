@@ -5,7 +5,7 @@ Policy, in order:
    `<think>` that is never closed means the completion is all reasoning.
 2. If an `<answer>` block exists (the last one; a missing `</answer>` runs to
    the end), the answer is its last `\\boxed{}`, else its whole content with an
-   "answer is:"-style lead-in removed.
+   "answer is:"-style lead-in and a sentence-final period removed.
 3. Otherwise the answer is the last `\\boxed{}`.
 4. Anything else is no answer.
 
@@ -33,7 +33,7 @@ def extract_answer(completion: str) -> str | None:
     block = _last_answer_block(visible)
     if block is not None:
         boxed = last_boxed(block)
-        answer = boxed if boxed is not None else _LEAD_IN.sub("", block.strip())
+        answer = boxed if boxed is not None else _LEAD_IN.sub("", block.strip()).removesuffix(".")
     else:
         answer = last_boxed(visible)
     if answer is None:

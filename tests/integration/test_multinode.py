@@ -14,6 +14,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -25,6 +26,7 @@ from typing import Any
 
 import pytest
 import yaml
+from ray.job_submission import JobStatus, JobSubmissionClient
 from ray.util.state import list_actors, list_nodes
 
 from rewards.types import Sample, Verdict
@@ -53,6 +55,12 @@ class LocalCluster:
 
     def kill(self, node: str) -> None:
         subprocess.run([str(CLUSTER_SH), "kill", node, str(self.state)], check=True, timeout=60)
+
+    def ensure_alive(self, node: str) -> None:
+        """Start `node` again if an earlier test killed it (a replacement machine)."""
+        alive = {n.node_ip for n in list_nodes(address=self.dashboard) if n.state == "ALIVE"}
+        if self.node_ips[node] not in alive:
+            subprocess.run([str(CLUSTER_SH), "start", node, str(self.state)], check=True, timeout=180)
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -116,6 +124,9 @@ def math_app_config(grpc_port: int, http_port: int) -> dict[str, Any]:
     math["args"]["autoscaling"].update(min_replicas=2, max_replicas=2)
     (verifier,) = math["deployments"]
     verifier["ray_actor_options"] = {"num_cpus": 1, "resources": {"verifier": 1}}
+    # One replica per verifier node, so losing a node always leaves one serving; the lost one
+    # waits for a replacement node instead of doubling up on the survivor.
+    verifier["max_replicas_per_node"] = 1
     config.update(applications=[math], proxy_location="HeadOnly")
     config["http_options"].update(host="127.0.0.1", port=http_port)
     config["grpc_options"]["port"] = grpc_port
@@ -149,6 +160,17 @@ def placement(cluster: LocalCluster) -> dict[str, list[str]]:
     return where
 
 
+def replicas_spread(cluster: LocalCluster) -> list[str]:
+    """Both verifier nodes up (restarted if an earlier test killed one), one math replica on each."""
+    for node in ("verifier-a", "verifier-b"):
+        cluster.ensure_alive(node)
+    deadline = time.monotonic() + 120
+    while sorted(nodes := placement(cluster).get("ServeReplica:math:Verifier", [])) != ["verifier-a", "verifier-b"]:
+        assert time.monotonic() < deadline, f"math replicas not back on both verifier nodes: {nodes}"
+        time.sleep(2)
+    return nodes
+
+
 def test_each_node_advertises_its_role_resources(cluster: LocalCluster) -> None:
     nodes = {n.node_ip: n for n in list_nodes(address=cluster.dashboard, detail=True)}
     for name, ip in cluster.node_ips.items():
@@ -157,16 +179,106 @@ def test_each_node_advertises_its_role_resources(cluster: LocalCluster) -> None:
 
 
 def test_verifier_replicas_land_only_on_verifier_nodes(cluster: LocalCluster, math_app: str) -> None:
-    replicas = placement(cluster)["ServeReplica:math:Verifier"]
-    assert len(replicas) == 2
-    assert set(replicas) <= {"verifier-a", "verifier-b"}
+    assert sorted(replicas_spread(cluster)) == ["verifier-a", "verifier-b"]
+    assert set(placement(cluster)) >= {"ServeController", "ProxyActor"}
 
 
-def math_samples(prefix: str, n: int) -> list[Sample]:
-    """Even ids answered right, odd ids wrong, so a dropped or swapped verdict would show."""
+TRAIN_STEPS = 6
+
+
+def train_config(path: Path, endpoint: str) -> Path:
+    """A run of a few short steps: the tiny model, rollouts on `rollout_gpu`, rewards from Serve."""
+    config = {
+        "seed": 0,
+        "model": {"init": "tiny"},
+        "sft": {"steps": 20},
+        "data": {"prompts": str(REPO / "examples" / "arith_prompts.jsonl")},
+        "grpo": {"steps": TRAIN_STEPS, "prompts_per_step": 8, "group_size": 4, "max_completion_tokens": 16},
+        "rollout": {
+            "num_workers": 2,
+            "chunks_per_step": 2,
+            "num_cpus_per_worker": 1.0,
+            "resources": {"rollout_gpu": 1},
+        },
+        "rewards": {
+            "backend": "serve",
+            "endpoint": endpoint,
+            "routing": {"math": {"math": 1.0, "format": 1.0}},
+            "timeout_s": 30.0,
+        },
+        "cluster": {"address": "auto"},
+        "output": {"checkpoint_every_steps": 1000},
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def metrics_rows(output: Path) -> list[dict[str, Any]]:
+    path = output / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_training_run_places_work_by_role_and_survives_losing_a_verifier_node(
+    cluster: LocalCluster, math_app: str, tmp_path: Path
+) -> None:
+    replicas_spread(cluster)
+    output = tmp_path / "run"
+    config = train_config(tmp_path / "train.yaml", math_app)
+    jobs = JobSubmissionClient(cluster.dashboard)
+    # The learner is the driver: placed on the learner node the way a KubeRay RayJob's
+    # entrypointResources place it.
+    job = jobs.submit_job(
+        entrypoint=f"{sys.executable} -m arbiter train --config {config} --output {output} --no-progress",
+        entrypoint_resources={"learner": 1},
+        runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}},
+    )
+
+    def wait_for(condition: Any, timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            status = jobs.get_job_status(job)
+            assert not status.is_terminal(), f"job {status} before {what}:\n{jobs.get_job_logs(job)[-4000:]}"
+            assert time.monotonic() < deadline, f"no {what} after {timeout_s:.0f} s:\n{jobs.get_job_logs(job)[-4000:]}"
+            time.sleep(1)
+
+    try:
+        wait_for(lambda: len(metrics_rows(output)) >= 1, 240, "first GRPO step")
+        where = placement(cluster)
+        driver_ip = {n.node_id: n.node_ip for n in list_nodes(address=cluster.dashboard)}[
+            jobs.get_job_info(job).driver_node_id
+        ]
+        print(f"placement: {'learner (job driver)':<40} on {cluster.node_of_ip(driver_ip)}")
+        victim = "verifier-b"
+        cluster.kill(victim)
+        print(f"node loss: {victim} killed after step {len(metrics_rows(output))} of {TRAIN_STEPS}")
+        deadline = time.monotonic() + 240
+        while not (status := jobs.get_job_status(job)).is_terminal():
+            assert time.monotonic() < deadline, f"training did not finish:\n{jobs.get_job_logs(job)[-4000:]}"
+            time.sleep(2)
+    finally:
+        if not jobs.get_job_status(job).is_terminal():
+            jobs.stop_job(job)
+    assert status == JobStatus.SUCCEEDED, jobs.get_job_logs(job)[-4000:]
+    assert cluster.node_of_ip(driver_ip) == "rollout"
+    assert where["RolloutWorker"] == ["rollout", "rollout"]
+    assert set(where["ServeReplica:math:Verifier"]) <= {"verifier-a", "verifier-b"}
+    rows = metrics_rows(output)
+    assert [row["step"] for row in rows] == list(range(TRAIN_STEPS))
+    # Every sample came back scored: a lost or unscorable one would be a fault (or a missing step).
+    assert sum(row["reward_faults"] for row in rows) == 0
+
+
+def math_samples(round_no: int, n: int) -> list[Sample]:
+    """Even ids answered right, odd ids wrong, so a dropped or swapped verdict would show; every
+    round's numbers are new, so no verdict comes from the replicas' cache."""
     completion = "<think>\nadding\n</think>\n<answer>\n\\boxed{{{}}}\n</answer>"
     return [
-        Sample(id=f"{prefix}-{i}", task="math", completion=completion.format(i), answer=str(i + i % 2))
+        Sample(
+            id=f"r{round_no}-{i}",
+            task="math",
+            completion=completion.format(round_no * n + i),
+            answer=str(round_no * n + i + i % 2),
+        )
         for i in range(n)
     ]
 
@@ -174,7 +286,7 @@ def math_samples(prefix: str, n: int) -> list[Sample]:
 async def score_until(client: VerifierClient, stop: asyncio.Event, results: dict[str, Any]) -> None:
     round_no = 0
     while not stop.is_set():
-        samples = math_samples(f"r{round_no}", 16)
+        samples = math_samples(round_no, 16)
         for sample, scored in zip(samples, await client.score(samples), strict=True):
             assert sample.id not in results, f"{sample.id} answered twice"
             results[sample.id] = (sample, scored)
@@ -182,7 +294,8 @@ async def score_until(client: VerifierClient, stop: asyncio.Event, results: dict
 
 
 def test_losing_a_verifier_node_loses_no_sample(cluster: LocalCluster, math_app: str) -> None:
-    victim = sorted(placement(cluster)["ServeReplica:math:Verifier"])[-1]
+    replicas_spread(cluster)
+    victim = "verifier-a"
     results: dict[str, Any] = {}
 
     async def run() -> None:
@@ -195,7 +308,7 @@ def test_losing_a_verifier_node_loses_no_sample(cluster: LocalCluster, math_app:
             await asyncio.to_thread(cluster.kill, victim)
             killed_at = len(results)
             # Keep scoring through the loss: Ray notices the node gone, Serve replaces the replica.
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 20
             while time.monotonic() < deadline and not scoring.done():
                 await asyncio.sleep(0.5)
             stop.set()
@@ -209,5 +322,4 @@ def test_losing_a_verifier_node_loses_no_sample(cluster: LocalCluster, math_app:
         expected = Verdict.INCORRECT if int(sample.id.rsplit("-", 1)[1]) % 2 else Verdict.CORRECT
         assert scored.components["math"].verdict == expected, (sample.id, scored)
     print(f"node loss: {victim} killed, {len(results)} samples scored, none lost or duplicated")
-    survivors = placement(cluster)["ServeReplica:math:Verifier"]
-    assert victim not in survivors and survivors
+    assert placement(cluster)["ServeReplica:math:Verifier"] == ["verifier-b"]

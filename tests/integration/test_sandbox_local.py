@@ -200,7 +200,7 @@ def test_describe_names_limit_mechanism(box):
     assert "bwrap" in text and ("cgroup" in text or "rlimits only" in text)
 
 
-def test_pool_survives_a_closed_sandbox_error():
+def test_run_after_close_is_an_error():
     sandbox = Sandbox(PoolConfig(pool_size=1))
     sandbox.close()
     with pytest.raises(RuntimeError, match="closed"):
@@ -230,3 +230,19 @@ def test_cached_binary_cannot_be_overwritten_by_the_program(box):
               " std::puts(f ? \"overwrote\" : \"protected\"); }\n")
     results = [box.run(RunRequest("cpp", source)) for _ in range(3)]
     assert [r.stdout for r in results] == ["protected\n"] * 3
+
+
+def test_pool_reports_sandbox_error_when_jails_cannot_start():
+    broken = PoolConfig(pool_size=1, local=LocalConfig(python_path="/usr/bin/no-such-python"))
+    with Sandbox(broken) as sandbox:
+        result = sandbox.run(py("pass"))
+    assert result.status is Status.SANDBOX_ERROR
+    assert "cannot be started" in result.detail
+
+
+def test_small_limit_after_a_run_that_filled_tmp():
+    fill = "for i in range(4): open(f'/tmp/big{i}', 'wb').write(b'x' * (12 << 20))"
+    with Sandbox(PoolConfig(pool_size=1)) as single:
+        assert single.run(py(fill, limits=Limits(memory_mib=256))).status is Status.OK
+        small = single.run(py("print('fits')", limits=Limits(memory_mib=64)))
+    assert (small.status, small.stdout) == (Status.OK, "fits\n")

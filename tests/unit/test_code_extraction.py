@@ -153,3 +153,18 @@ def test_verifier_pickles_without_a_sandbox():
 def test_config_rejects_out_of_range_limits(kwargs):
     with pytest.raises(ValueError):
         CodeConfig(**kwargs)
+
+
+def test_completions_with_the_same_program_share_a_cache_key():
+    from rewards.code import CodeVerifier
+    from rewards.types import Sample
+
+    def sample(completion: str) -> Sample:
+        return Sample(id="1", task="code", completion=completion, tests={"kind": "assert", "test": ["assert f()"]})
+
+    verifier = CodeVerifier()
+    first = verifier.cache_key(sample("<think>a</think>Here:\n```python\ndef f():  \n    return 1\n```"))
+    second = verifier.cache_key(sample("<think>b</think>So\n```python\ndef f():\n    return 1\n```\ndone"))
+    other = verifier.cache_key(sample("```python\ndef f():\n    return 2\n```"))
+    assert first == second != other
+    assert verifier.cache_key(sample("no code")) is None

@@ -67,3 +67,7 @@ def test_answer_string_is_stable() -> None:
 def test_many_unclosed_boxes_are_no_answer() -> None:
     # Scanned in one pass: extraction runs in the caller, outside any worker deadline.
     assert extract_answer("<think>x</think>" + "\\boxed{" * 50_000) is None
+
+
+def test_sentence_final_period_is_dropped_from_answer_block() -> None:
+    assert extract_answer("<think>x</think><answer>The answer is 5.</answer>") == "5"

@@ -14,6 +14,7 @@ from rewards.math import MathConfig, MathVerifier
 from rewards.registry import default_registry
 from rewards.types import Sample, SampleError, Verdict, VerifierResult
 
+
 def sample(answer: str | None, gold: str | None = "\\frac{1}{2}") -> Sample:
     completion = "<think>\nSome reasoning with \\boxed{0} in it.\n</think>\n"
     completion += f"<answer>\\boxed{{{answer}}}</answer>" if answer is not None else "I give up."

@@ -8,7 +8,7 @@ import pytest
 
 from sandbox.api import Limits, RunRequest, Status
 from sandbox.languages import LANGUAGES, get_language
-from sandbox.plan import StepOutcome, build_plan, classify
+from sandbox.plan import CompileCache, StepOutcome, build_plan, classify, compile_key
 from sandbox.seccomp_policy import DENIED_SYSCALLS, compiled_bpf
 
 
@@ -89,3 +89,27 @@ def test_seccomp_policy_compiles_to_bpf():
 def test_limits_reject_non_positive_values():
     with pytest.raises(ValueError, match="memory_mib"):
         Limits(memory_mib=0)
+
+
+def test_cached_artifact_replaces_the_compile_step():
+    request = RunRequest("cpp", "int main(){}")
+    plan = build_plan(request, artifact=b"\x7fELF...")
+    assert [s.argv for s in plan.steps] == [("./main",)] and not plan.compiles
+    assert ("main", b"\x7fELF...", 0o555, True) in plan.files
+    assert plan.cache_key is None and CPP.cache_key == compile_key(request) and CPP.collect == "main"
+
+
+def test_compile_key_depends_on_source_and_is_none_for_python():
+    assert compile_key(RunRequest("cpp", "a")) != compile_key(RunRequest("cpp", "b"))
+    assert compile_key(RunRequest("python", "a")) is None
+
+
+def test_compile_cache_evicts_least_recently_used():
+    cache = CompileCache(max_bytes=40)
+    cache.put("a", b"x" * 10)
+    cache.put("b", b"x" * 10)
+    cache.get("a")
+    cache.put("c", b"x" * 10)
+    cache.put("d", b"x" * 10)
+    cache.put("e", b"x" * 10)
+    assert cache.get("b") is None and cache.get("a") is not None and cache.get("e") is not None
