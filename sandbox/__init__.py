@@ -16,6 +16,12 @@ kill, or an allocation failure under the address-space limit), output_limit (std
 over Limits.max_output_bytes; the program is killed and the first bytes kept), sandbox_error
 (the sandbox itself failed; never the program's fault).
 
+Measurements: wall_time_s and cpu_time_s are the program's own (compile excluded); cpu counts
+every process of the run that was reaped; peak_memory_mib is the largest ru_maxrss among them
+(ru_maxrss survives exec, so an exec'd binary reports at least the launcher's ~15 MiB).
+A compiled language's binary is cached by (compiler command, source): running one program on
+many inputs compiles it once.
+
 Files and the result channel, for graders that run a trusted harness around untrusted code:
 - `RunRequest.files` places extra files next to the program in the work dir (/work), each a
   read-only mount the program cannot change, rename or remove. The program itself is

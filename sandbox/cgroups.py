@@ -110,6 +110,27 @@ class CgroupManager:
     def describe(self) -> str:
         return f"cgroup v{self.version} ({', '.join(str(p) for p in self.parents)})"
 
+    def sweep_stale(self, min_age_s: float = 60.0) -> int:
+        """Delete jail groups left empty by processes that died without closing their pools.
+
+        A live jail's group always holds its launcher; a new one is filled within milliseconds
+        of its creation, hence the age guard for groups of other processes starting jails now.
+        """
+        removed = 0
+        now = time.time()
+        for parent in self.parents:
+            for group in parent.iterdir() if parent.is_dir() else ():
+                try:
+                    if not group.is_dir() or now - group.stat().st_mtime < min_age_s:
+                        continue
+                    if (group / "cgroup.procs").read_text().strip():
+                        continue
+                    group.rmdir()
+                    removed += 1
+                except OSError:
+                    continue
+        return removed
+
     def create(self) -> JailCgroup:
         name = uuid.uuid4().hex[:12]
         dirs = tuple(p / name for p in self.parents)
@@ -166,4 +187,6 @@ def detect(group: str = GROUP_PREFIX) -> CgroupManager | None:
     manager = _try_v1(group) or _try_v2(group)
     if manager is None:
         log.info("sandbox: no writable cgroup memory+pids controllers; limits are rlimits only")
+    elif swept := manager.sweep_stale():
+        log.info("sandbox: removed %d stale jail cgroups", swept)
     return manager

@@ -51,16 +51,18 @@ class ModelConfig:
 class SFTConfig:
     """The cold-start stage run before GRPO (skipped when steps is 0)."""
 
-    steps: int = 150
+    steps: int = 800
     batch_size: int = 32
     learning_rate: float = 3e-3
     data: str | None = None
     """A JSONL file of {"prompt", "completion"} lines (what `arbiter sample` writes); null generates
     `generated_examples` R1-format arithmetic examples in code."""
     generated_examples: int = 400
-    generated_correct_fraction: float = 0.0
-    """Share of generated examples whose answer is right. 0 teaches the format and the task shape
-    but not the arithmetic, so that GRPO starts near chance and any rise comes from the reward."""
+    generated_correct_fraction: float = 0.15
+    """Share of generated examples whose answer is right (the rest get a random answer). Low, so the
+    cold start teaches the format and the task's shape but not the arithmetic: GRPO starts near
+    0.25 accuracy and the rise comes from the reward. Too low (0) and RL must find every sum from
+    chance, collapsing some prompts onto wrong answers; too few SFT steps, same."""
 
 
 @dataclass(frozen=True)
@@ -72,10 +74,13 @@ class DataConfig:
 @dataclass(frozen=True)
 class GRPOConfig:
     steps: int = 40
-    prompts_per_step: int = 16
-    group_size: int = 8
+    prompts_per_step: int = 25
+    group_size: int = 16
     """G completions per prompt; advantages are relative within each group."""
     learning_rate: float = 2e-3
+    warmup_steps: int = 10
+    """Linear warm-up: Adam's first steps are its largest, and a big early move collapses prompts
+    onto wrong answers they then never sample their way out of."""
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo"] = "dapo"

@@ -57,6 +57,7 @@ def grpo_update(
     optimizer: torch.optim.Optimizer,
     groups: list[Group],
     cfg: GRPOConfig,
+    step: int,
     step_seed: int,
 ) -> UpdateResult:
     if cfg.dynamic_sampling:
@@ -85,6 +86,8 @@ def grpo_update(
         max_completion_length=cfg.max_completion_tokens, num_items_in_batch=mask.sum(),
         kl_bias_correction=cfg.kl_bias_correction,
     )
+    for group in optimizer.param_groups:  # a pure function of the step, so resuming needs no scheduler state
+        group["lr"] = cfg.learning_rate * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -110,8 +113,9 @@ def reward_metrics(groups: list[Group], version: int, primary: dict[str, str]) -
     correct = []
     for g in groups:
         verifier = primary[g.prompt.task]
-        correct.extend(float(s.components.get(verifier) is not None and s.components[verifier].verdict is Verdict.CORRECT)
-                       for s in g.scores)
+        for s in g.scores:
+            result = s.components.get(verifier)
+            correct.append(float(result is not None and result.verdict is Verdict.CORRECT))
     out: dict[str, Any] = {
         "reward_mean": _mean([s.reward for s in scores if s.reward is not None]),
         "accuracy_mean": _mean(correct),

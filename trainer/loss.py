@@ -115,4 +115,6 @@ def loss_stats(
     if ref_per_token_logps is not None:
         delta = ref_per_token_logps - per_token_logps  # (B, T)
         kl = float(((torch.exp(delta) - delta - 1) * mask).sum() / n)
-    return LossStats(kl_mean=kl, clip_fraction=float((clipped * mask).sum() / n), ratio_mean=float((ratio * mask).sum() / n))
+    return LossStats(
+        kl_mean=kl, clip_fraction=float((clipped * mask).sum() / n), ratio_mean=float((ratio * mask).sum() / n)
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 from collections.abc import AsyncIterator, Sequence
@@ -80,14 +81,22 @@ def serve_is_running() -> bool:
 def start_serve() -> str:
     """Start Serve with the Verifier gRPC servicer on free loopback ports -> its gRPC endpoint."""
     from ray import serve
+    from ray.exceptions import ActorDiedError
 
     from services.serve_app import SERVICER_FUNCTION
 
     grpc_port = _free_port()
-    serve.start(
-        http_options={"host": "127.0.0.1", "port": _free_port()},
-        grpc_options={"port": grpc_port, "grpc_servicer_functions": [SERVICER_FUNCTION]},
-    )
+    for attempt in range(3):
+        try:
+            serve.start(
+                http_options={"host": "127.0.0.1", "port": _free_port()},
+                grpc_options={"port": grpc_port, "grpc_servicer_functions": [SERVICER_FUNCTION]},
+            )
+            break
+        except ActorDiedError:  # the controller replaced a proxy that was slow to start; it keeps our ports
+            if attempt == 2:
+                raise
+            log.warning("Serve proxy restarted during start-up; waiting for the new one")
     return f"127.0.0.1:{grpc_port}"
 
 
@@ -119,6 +128,25 @@ def deploy_verifiers(routing_file: str, app: str = TRAIN_APP) -> str:
     return app
 
 
+def prepare_serve(cfg: RewardsConfig, routing: RoutingConfig, workdir: Path) -> tuple[RewardsConfig, bool]:
+    """For the serve backend without an endpoint: start Serve and deploy the verifiers on the connected
+    Ray cluster -> (config pointing at them, True: Serve was started here and is ours to shut down)."""
+    if cfg.backend != "serve" or cfg.endpoint is not None:
+        return cfg, False
+    if serve_is_running():
+        raise RuntimeError("Ray Serve already runs on this cluster and its gRPC port is not ours to guess: "
+                           "set rewards.endpoint (and rewards.application) to use its verifiers")
+    endpoint = start_serve()
+    application = deploy_verifiers(write_routing(routing, workdir))
+    return dataclasses.replace(cfg, endpoint=endpoint, application=application), True
+
+
+def shutdown_serve() -> None:
+    from ray import serve
+
+    serve.shutdown()
+
+
 @contextlib.asynccontextmanager
 async def open_reward_client(cfg: RewardsConfig, routing: RoutingConfig, workdir: Path) -> AsyncIterator[RewardClient]:
     """The configured backend, started (and torn down on exit) as needed."""
@@ -133,31 +161,20 @@ async def open_reward_client(cfg: RewardsConfig, routing: RoutingConfig, workdir
     from services.client import VerifierClient
     from services.config import ClientConfig, ScoringConfig, ServerConfig
 
-    routing_file = write_routing(routing, workdir)
     server = None
-    started_serve = False
-    application = cfg.application
-    if cfg.endpoint is not None:
-        endpoint = cfg.endpoint
-    elif cfg.backend == "standalone":
+    cfg, started_serve = await asyncio.to_thread(prepare_serve, cfg, routing, workdir)
+    endpoint = cfg.endpoint
+    if endpoint is None:  # standalone: a real gRPC server on loopback, in this event loop
         from services.server import create_server
 
-        server, port = create_server(ServerConfig(
-            host="127.0.0.1", port=0, scoring=ScoringConfig(worker_processes=1, routing_file=routing_file),
-        ))
+        scoring = ScoringConfig(worker_processes=1, routing_file=write_routing(routing, workdir))
+        server, port = create_server(ServerConfig(host="127.0.0.1", port=0, scoring=scoring))
         await server.start()
         endpoint = f"127.0.0.1:{port}"
-    else:
-        if await asyncio.to_thread(serve_is_running):
-            raise RuntimeError("Ray Serve already runs on this cluster and its gRPC port is not ours to guess: "
-                               "set rewards.endpoint (and rewards.application) to use its verifiers")
-        endpoint = await asyncio.to_thread(start_serve)
-        started_serve = True
-        application = await asyncio.to_thread(deploy_verifiers, routing_file)
     client = VerifierClient(ClientConfig(endpoint=endpoint, deadline_s=cfg.timeout_s), routing)
-    if application is not None:
+    if cfg.application is not None:
         # Serve's proxy picks the app by this metadata once several apps are deployed.
-        client.metadata = (*client.metadata, ("application", application))
+        client.metadata = (*client.metadata, ("application", cfg.application))
     try:
         yield client
     finally:
@@ -165,9 +182,7 @@ async def open_reward_client(cfg: RewardsConfig, routing: RoutingConfig, workdir
         if server is not None:
             await server.stop(grace_s=1.0)
         if started_serve:
-            from ray import serve
-
-            await asyncio.to_thread(serve.shutdown)
+            await asyncio.to_thread(shutdown_serve)
 
 
 def score_blocking(cfg: RewardsConfig, routing: RoutingConfig, samples: Sequence[Sample], workdir: Path,

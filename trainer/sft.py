@@ -53,7 +53,7 @@ def sft_train(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help='JSONL of {"prompt", "completion"} (what `arbiter sample` writes)')
+    parser.add_argument("--data", required=True, help="JSONL of prompt/completion lines (`arbiter sample` output)")
     parser.add_argument("--model", default="tiny", help="checkpoint directory to start from, or 'tiny' (default)")
     parser.add_argument("--output", required=True, help="directory for the fine-tuned checkpoint")
     parser.add_argument("--steps", type=int, default=200)

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import yaml
 
 from rewards.routing import RoutingConfig
 from trainer import checkpoint
-from trainer.config import ConfigError, TrainConfig, load_config, parse_overrides
+from trainer.config import ConfigError, RewardsConfig, TrainConfig, load_config, parse_overrides
 from trainer.data import DataError, PromptItem, load_prompts, load_sft
 
 log = logging.getLogger("arbiter.train")
@@ -65,12 +66,21 @@ def connect_ray(cfg: TrainConfig) -> bool:
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Serve's 5 s proxy readiness check fails on a loaded 2-core machine while the rollout actors
+    # and the cold start compete for the cores; a local cluster inherits this from our environment.
+    os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")
     if cfg.cluster.address:
         ray.init(address=cfg.cluster.address, configure_logging=False, log_to_driver=False)
     else:
         ray.init(address="local", num_cpus=cfg.cluster.num_cpus, include_dashboard=False, configure_logging=False,
                  log_to_driver=False)
     return True
+
+
+def keep_rows_before(metrics: Path, step: int) -> None:
+    """Drop the rows of steps a resumed run will redo (they ran after the checkpoint it resumes from)."""
+    lines = metrics.read_text().splitlines() if metrics.exists() else []
+    metrics.write_text("".join(line + "\n" for line in lines if line.strip() and json.loads(line)["step"] < step))
 
 
 def cold_start(cfg: TrainConfig, model: Any, tokenizer: Any, prompts: list[PromptItem]) -> list[float]:
@@ -90,8 +100,14 @@ def cold_start(cfg: TrainConfig, model: Any, tokenizer: Any, prompts: list[Promp
 
 def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, output: Path, *, resume: bool = False,
           progress: bool = True) -> list[dict[str, Any]]:
-    """Run (or resume) a training run; returns this invocation's metrics rows."""
+    """Run (or resume) a training run; returns this invocation's metrics rows.
+
+    Start-up overlaps: once Ray is up, the rollout actors boot and the verifiers deploy on Serve
+    in the background while the cold-start SFT runs here.
+    """
     from trainer.policy import limit_threads, load_checkpoint, load_policy
+    from trainer.reward_client import prepare_serve, shutdown_serve
+    from trainer.rollout import start_workers
 
     limit_threads()
     torch.manual_seed(cfg.seed)
@@ -101,16 +117,19 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
     (output / "config.yaml").write_text(resolved)
     started = time.perf_counter()
     started_ray = connect_ray(cfg)
+    started_serve = False
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deploy")
     try:
+        deploying = pool.submit(prepare_serve, cfg.rewards, routing, output)
         sft_dir = checkpoint.checkpoint_dir(output) / "sft"
-        optimizer_state = None
-        if resume:
-            path = checkpoint.latest(output)
-            assert path is not None
-            model, tokenizer = load_checkpoint(path)
-            optimizer_state = path
+        resume_from = checkpoint.latest(output) if resume else None
+        if resume_from is not None:
+            model, tokenizer = load_checkpoint(resume_from)
         else:
             model, tokenizer = load_policy(cfg.model, cfg.seed)
+        workers = start_workers(cfg.rollout.num_workers, cfg.rollout.num_cpus_per_worker, model, tokenizer,
+                                str(output.resolve()))
+        if resume_from is None:
             t0 = time.perf_counter()
             losses = cold_start(cfg, model, tokenizer, prompts)
             if losses:
@@ -118,6 +137,7 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
                          time.perf_counter() - t0, losses[0], losses[-1])
             model.save_pretrained(sft_dir)
             tokenizer.save_pretrained(sft_dir)
+            (output / "metrics.jsonl").write_text("")
         ref_model = None
         if cfg.grpo.beta != 0.0:
             ref_model, _ = load_checkpoint(sft_dir)
@@ -125,14 +145,18 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.grpo.learning_rate,
                                       weight_decay=cfg.grpo.weight_decay)
         first_step = 0
-        if optimizer_state is not None:
-            first_step = checkpoint.restore(optimizer_state, optimizer).step
-            log.info("resumed from %s at step %d", optimizer_state, first_step)
-        if not resume:
-            (output / "metrics.jsonl").write_text("")
-        rows = asyncio.run(_grpo(cfg, model, ref_model, tokenizer, optimizer, prompts, routing, output, first_step,
-                                 started, progress))
+        if resume_from is not None:
+            first_step = checkpoint.restore(resume_from, optimizer).step
+            log.info("resumed from %s at step %d", resume_from, first_step)
+            keep_rows_before(output / "metrics.jsonl", first_step)
+        rewards_cfg, started_serve = deploying.result()
+        log.info("start-up done in %.1fs (Ray, verifiers, rollout actors, cold start)", time.perf_counter() - started)
+        rows = asyncio.run(_grpo(cfg, rewards_cfg, model, ref_model, tokenizer, optimizer, workers, prompts, routing,
+                                 output, first_step, started, progress))
     finally:
+        pool.shutdown(wait=True)
+        if started_serve:
+            shutdown_serve()
         if started_ray:
             import ray
 
@@ -143,22 +167,20 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
     return rows
 
 
-async def _grpo(cfg: TrainConfig, model: Any, ref_model: Any, tokenizer: Any, optimizer: torch.optim.Optimizer,
-                prompts: list[PromptItem], routing: RoutingConfig, output: Path, first_step: int, started: float,
-                progress: bool) -> list[dict[str, Any]]:
+async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_model: Any, tokenizer: Any,
+                optimizer: torch.optim.Optimizer, workers: list[Any], prompts: list[PromptItem], routing: RoutingConfig,
+                output: Path, first_step: int, started: float, progress: bool) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
     from trainer.learner import grpo_update, reward_metrics
     from trainer.pipeline import Pipeline
     from trainer.reward_client import open_reward_client
-    from trainer.rollout import publish_weights, start_workers
+    from trainer.rollout import publish_weights
 
     primary = {task: route[0].verifier for task, route in routing.tasks.items()}
-    workers = start_workers(cfg.rollout.num_workers, cfg.rollout.num_cpus_per_worker, model, tokenizer,
-                            str(output.resolve()))
     rows: list[dict[str, Any]] = []
     bar = tqdm(total=cfg.grpo.steps, initial=first_step, disable=not progress, desc="grpo", unit="step")
-    async with open_reward_client(cfg.rewards, routing, output) as rewards:
+    async with open_reward_client(rewards_cfg, routing, output) as rewards:
         pipeline = Pipeline(cfg, workers, rewards, prompts, first_step, publish_weights(model))
         pipeline.start()
         try:
@@ -168,7 +190,7 @@ async def _grpo(cfg: TrainConfig, model: Any, ref_model: Any, tokenizer: Any, op
                 batch = await pipeline.next_batch()
                 got = time.monotonic()
                 update = await asyncio.to_thread(
-                    grpo_update, model, ref_model, tokenizer, optimizer, batch.groups, cfg.grpo,
+                    grpo_update, model, ref_model, tokenizer, optimizer, batch.groups, cfg.grpo, step,
                     cfg.seed * 1_000_003 + step,
                 )
                 await pipeline.publish(publish_weights(model))

@@ -46,20 +46,12 @@ class MathConfig:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> MathConfig:
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - set(fields))
+        """Build from a decoded YAML/JSON mapping, naming the first bad key."""
+        unknown = sorted(set(raw) - set(_FIELD_TYPES))
         if unknown:
-            raise ValueError(f"unknown math config key {unknown[0]!r}; known: {', '.join(fields)}")
+            raise ValueError(f"unknown math config key {unknown[0]!r}; known: {', '.join(_FIELD_TYPES)}")
         for name, value in raw.items():
-            expected = {
-                "timeout_s": (int, float),
-                "workers": (int,),
-                "float_rounding": (int,),
-                "numeric_precision": (int,),
-                "exact_rel_tol": (int, float),
-                "strict": (bool,),
-                "memory_limit_mib": (int, type(None)),
-            }[name]
+            expected = _FIELD_TYPES[name]
             if (isinstance(value, bool) and bool not in expected) or not isinstance(value, expected):
                 raise ValueError(f"math config {name!r} has the wrong type {type(value).__name__}")
         return cls(**raw)
@@ -80,6 +72,17 @@ class MathConfig:
             strict=self.strict,
             targets=targets,
         )
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "timeout_s": (int, float),
+    "workers": (int,),
+    "float_rounding": (int,),
+    "numeric_precision": (int,),
+    "exact_rel_tol": (int, float),
+    "strict": (bool,),
+    "memory_limit_mib": (int, type(None)),
+}
 
 
 class MathVerifier:

@@ -183,7 +183,7 @@ def test_verifier_replicas_land_only_on_verifier_nodes(cluster: LocalCluster, ma
     assert set(placement(cluster)) >= {"ServeController", "ProxyActor"}
 
 
-TRAIN_STEPS = 6
+TRAIN_STEPS = 40  # ~0.3 s each here: long enough that the node loss lands mid-run
 
 
 def train_config(path: Path, endpoint: str) -> Path:
@@ -242,7 +242,7 @@ def test_training_run_places_work_by_role_and_survives_losing_a_verifier_node(
             time.sleep(1)
 
     try:
-        wait_for(lambda: len(metrics_rows(output)) >= 1, 240, "first GRPO step")
+        wait_for(lambda: len(metrics_rows(output)) >= 2, 240, "second GRPO step")
         where = placement(cluster)
         driver_ip = {n.node_id: n.node_ip for n in list_nodes(address=cluster.dashboard)}[
             jobs.get_job_info(job).driver_node_id
@@ -263,6 +263,13 @@ def test_training_run_places_work_by_role_and_survives_losing_a_verifier_node(
     assert where["RolloutWorker"] == ["rollout", "rollout"]
     assert set(where["ServeReplica:math:Verifier"]) <= {"verifier-a", "verifier-b"}
     rows = metrics_rows(output)
+    batch = 8 * 4  # prompts_per_step x group_size
+    step_s = sum(row["step_time_s"] for row in rows[1:]) / max(1, len(rows) - 1)
+    print(
+        f"figures: {len(rows)} steps, {step_s:.2f} s/step after the first, {batch / step_s:.1f} completions/s, "
+        f"learner waits {sum(r['learner_wait_fraction'] for r in rows) / len(rows):.0%} of a step, "
+        f"on rewards {sum(r['reward_wait_fraction'] for r in rows) / len(rows):.0%}"
+    )
     assert [row["step"] for row in rows] == list(range(TRAIN_STEPS))
     # Every sample came back scored: a lost or unscorable one would be a fault (or a missing step).
     assert sum(row["reward_faults"] for row in rows) == 0
@@ -297,8 +304,10 @@ def test_losing_a_verifier_node_loses_no_sample(cluster: LocalCluster, math_app:
     replicas_spread(cluster)
     victim = "verifier-a"
     results: dict[str, Any] = {}
+    elapsed = [0.0]
 
     async def run() -> None:
+        start = time.monotonic()
         stop = asyncio.Event()
         config = ClientConfig(endpoint=math_app, deadline_s=30.0, retries=8, backoff_max_s=2.0)
         async with VerifierClient(config) as client:
@@ -313,6 +322,7 @@ def test_losing_a_verifier_node_loses_no_sample(cluster: LocalCluster, math_app:
                 await asyncio.sleep(0.5)
             stop.set()
             await scoring
+            elapsed[0] = time.monotonic() - start
             assert len(results) > killed_at + 32, "scoring stalled after the node was lost"
 
     asyncio.run(run())
@@ -321,5 +331,8 @@ def test_losing_a_verifier_node_loses_no_sample(cluster: LocalCluster, math_app:
     for sample, scored in results.values():
         expected = Verdict.INCORRECT if int(sample.id.rsplit("-", 1)[1]) % 2 else Verdict.CORRECT
         assert scored.components["math"].verdict == expected, (sample.id, scored)
-    print(f"node loss: {victim} killed, {len(results)} samples scored, none lost or duplicated")
+    print(
+        f"node loss: {victim} killed, {len(results)} samples scored in {elapsed[0]:.1f} s "
+        f"({len(results) / elapsed[0]:.0f} samples/s on 2 then 1 one-worker replicas), none lost or duplicated"
+    )
     assert placement(cluster)["ServeReplica:math:Verifier"] == ["verifier-b"]

@@ -226,6 +226,43 @@ def quantity(value: str | int) -> float:
     return float(text)
 
 
+def _safe_resources(group: dict[str, Any]) -> dict[str, float]:
+    try:
+        return ray_resources(group)
+    except (ValueError, AssertionError):
+        return {}  # reported by cluster_errors
+
+
+SECCOMP_PROFILE = "arbiter/bwrap-seccomp.json"  # relative to the kubelet's seccomp directory
+
+
+def pod_security_errors(where: str, template: dict[str, Any], *, sandboxed: bool) -> list[str]:
+    """Unprivileged pods everywhere; on verifier pods, exactly what the bubblewrap sandbox needs."""
+    spec = template["spec"]
+    errors = []
+    if spec.get("securityContext", {}).get("runAsNonRoot") is not True:
+        errors.append(f"{where}: pod securityContext.runAsNonRoot must be true (the sandbox needs a non-root uid)")
+    for container in spec.get("containers", []):
+        context = container.get("securityContext", {})
+        if context.get("privileged") or context.get("capabilities", {}).get("add"):
+            errors.append(f"{where}: container {container['name']} must not be privileged or add capabilities")
+        if context.get("allowPrivilegeEscalation") is not False:
+            errors.append(f"{where}: container {container['name']} must set allowPrivilegeEscalation: false")
+    if sandboxed:
+        context = ray_container({"template": template}).get("securityContext", {})
+        wanted = {
+            "seccompProfile": {"type": "Localhost", "localhostProfile": SECCOMP_PROFILE},
+            "appArmorProfile": {"type": "Unconfined"},
+            "procMount": "Unmasked",
+        }
+        for key, value in wanted.items():
+            if context.get(key) != value:
+                errors.append(f"{where}: the sandbox needs securityContext.{key} = {value} on the Ray container")
+        if spec.get("hostUsers") is not False:
+            errors.append(f"{where}: the sandbox needs hostUsers: false (procMount Unmasked requires it)")
+    return errors
+
+
 def cluster_errors(doc: dict[str, Any]) -> list[str]:
     """KubeRay and Ray facts the schema cannot express, for one RayCluster-bearing document."""
     spec = cluster_spec(doc)
@@ -248,6 +285,7 @@ def cluster_errors(doc: dict[str, Any]) -> list[str]:
         gpus = quantity(limits.get("nvidia.com/gpu", 0))
         if quantity(params.get("num-gpus", 0)) != gpus:
             errors.append(f"{where}: rayStartParams num-gpus must equal the nvidia.com/gpu limit ({gpus:g})")
+        errors += pod_security_errors(where, group["template"], sandboxed="verifier" in _safe_resources(group))
         try:
             unknown = set(ray_resources(group)) - ROLE_RESOURCES
         except (ValueError, AssertionError) as exc:
@@ -402,7 +440,6 @@ def service_errors(doc: dict[str, Any]) -> list[str]:
 
 def job_errors(doc: dict[str, Any]) -> list[str]:
     """The RayJob must target a cluster defined here and a config that the trainer accepts."""
-    errors = []
     selector = doc["spec"].get("clusterSelector", {}).get("ray.io/cluster")
     clusters = {d["metadata"]["name"]: d for _, _, d in all_documents() if d["kind"] == "RayCluster"}
     if selector not in clusters:
@@ -411,23 +448,40 @@ def job_errors(doc: dict[str, Any]) -> list[str]:
     if argv[:2] != ["arbiter", "train"] or "--config" not in argv:
         return [f"spec.entrypoint: expected `arbiter train --config FILE ...`, got {argv}"]
     config_path = Path(argv[argv.index("--config") + 1])
-    head = clusters[selector]["spec"]["headGroupSpec"]["template"]["spec"]
-    mounts = {m["name"]: m["mountPath"] for m in head["containers"][0].get("volumeMounts", [])}
-    sources = {v["name"]: v["configMap"]["name"] for v in head.get("volumes", []) if "configMap" in v}
-    mounted = [
-        (sources[name], config_path.relative_to(path))
-        for name, path in mounts.items()
-        if name in sources and config_path.is_relative_to(path)
+    # The driver runs on a node with the entrypoint's resources (on the head when none are asked).
+    wanted = json.loads(doc["spec"].get("entrypointResources", "{}"))
+    gpus = doc["spec"].get("entrypointNumGpus", 0)
+    hosts = [
+        (where, group)
+        for where, group in groups(clusters[selector]["spec"])
+        if (wanted or gpus or where == "headGroupSpec")
+        and all(ray_resources(group).get(k, 0) >= v for k, v in wanted.items())
+        and quantity(group.get("rayStartParams", {}).get("num-gpus", 0)) >= gpus
     ]
-    if not mounted:
-        return [f"spec.entrypoint: {config_path} is not on a ConfigMap volume of the {selector} head"]
+    if not hosts:
+        return [f"spec.entrypointResources: no group of {selector} offers {wanted} and the entrypoint's GPUs"]
+    errors = []
+    for where, group in hosts:
+        pod = group["template"]["spec"]
+        mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0].get("volumeMounts", [])}
+        sources = {v["name"]: v["configMap"]["name"] for v in pod.get("volumes", []) if "configMap" in v}
+        mounted = [
+            (sources[name], config_path.relative_to(path))
+            for name, path in mounts.items()
+            if name in sources and config_path.is_relative_to(path)
+        ]
+        if not mounted:
+            errors.append(
+                f"spec.entrypoint: {config_path} is not on a ConfigMap volume of {where}, where the driver runs"
+            )
+    if errors:
+        return errors
     configmap_name, key = mounted[0]
     configmaps = {d["metadata"]["name"]: d for _, _, d in all_documents() if d["kind"] == "ConfigMap"}
     text = configmaps.get(configmap_name, {}).get("data", {}).get(str(key))
     if text is None:
         return [f"spec.entrypoint: ConfigMap {configmap_name!r} has no key {str(key)!r}"]
-    errors += train_config_errors(text)
-    return errors
+    return train_config_errors(text)
 
 
 def train_config_errors(text: str) -> list[str]:
@@ -688,6 +742,26 @@ BROKEN: dict[str, tuple[str, Callable[[dict[str, Any]], None], str]] = {
         ),
         "no group",
     ),
+    "privileged_container": (
+        "RayCluster",
+        lambda d: _set(d, "spec.workerGroupSpecs.1.template.spec.containers.0.securityContext.privileged", True),
+        "privileged",
+    ),
+    "sandbox_without_user_namespace": (
+        "RayService",
+        lambda d: _set(d, "spec.rayClusterConfig.workerGroupSpecs.0.template.spec.hostUsers", True),
+        "hostUsers",
+    ),
+    "sandbox_under_runtime_default_seccomp": (
+        "RayCluster",
+        lambda d: _set(
+            d,
+            "spec.workerGroupSpecs.0.template.spec.containers.0.securityContext.seccompProfile",
+            {"type": "RuntimeDefault"},
+        ),
+        "seccompProfile",
+    ),
+    "job_driver_unplaceable": ("RayJob", lambda d: _set(d, "spec.entrypointResources", '{"lerner": 1}'), "lerner"),
     "job_unknown_cluster": ("RayJob", lambda d: _set(d, "spec.clusterSelector", {"ray.io/cluster": "nope"}), "nope"),
     "job_config_not_mounted": (
         "RayJob",
@@ -724,6 +798,45 @@ def test_ray_alone_accepts_a_misspelled_serve_key_that_the_strict_walk_rejects()
     ServeDeploySchema.model_validate(config)  # Ray: fine, and the typo would be dropped
     (error,) = unknown_serve_keys(ServeDeploySchema, config, "")
     assert error.startswith("applications[0].deployments[0].autoscaling_config.max_replica: unknown key")
+
+
+# ---------------------------------------------------------------------------------------------
+# The verifier pods' seccomp profile
+
+# What bubblewrap and the sandbox's in-jail launcher call to build namespaces and mounts: denied
+# to untrusted programs (sandbox.seccomp_policy), necessarily allowed to the pod.
+BUBBLEWRAP_NEEDS = {
+    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "fsopen", "fsconfig", "fsmount",
+    "fspick", "move_mount", "open_tree", "mount_setattr",
+}  # fmt: skip
+# Denied to untrusted programs for tidiness (IPC objects outliving a run), harmless for Ray and
+# its libraries, which may use them.
+POD_NEEDS = {
+    "personality", "shmget", "shmat", "shmctl", "shmdt", "semget", "semop", "semctl", "semtimedop",
+    "msgget", "msgsnd", "msgrcv", "msgctl", "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive",
+    "mq_notify", "mq_getsetattr",
+}  # fmt: skip
+
+
+def seccomp_profile() -> dict[str, Any]:
+    return json.loads((DEPLOY / "sandbox" / Path(SECCOMP_PROFILE).name).read_text())
+
+
+def test_pod_seccomp_profile_denies_the_kernel_attack_surface_the_sandbox_denies() -> None:
+    from sandbox.seccomp_policy import DENIED_SYSCALLS
+
+    profile = seccomp_profile()
+    (rule,) = profile["syscalls"]
+    assert profile["defaultAction"] == "SCMP_ACT_ALLOW" and rule["action"] == "SCMP_ACT_ERRNO"
+    assert set(rule["names"]) == set(DENIED_SYSCALLS) - BUBBLEWRAP_NEEDS - POD_NEEDS
+    assert {"kexec_load", "init_module", "bpf", "perf_event_open", "io_uring_setup", "keyctl"} <= set(rule["names"])
+
+
+def test_pod_seccomp_profile_names_only_real_syscalls() -> None:
+    import pyseccomp
+
+    for name in seccomp_profile()["syscalls"][0]["names"]:
+        assert pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name) >= 0, name
 
 
 # ---------------------------------------------------------------------------------------------

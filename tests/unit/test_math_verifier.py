@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import threading
@@ -91,6 +92,8 @@ def test_registry_builds_the_math_verifier() -> None:
 
 
 def test_config_rejects_unknown_keys_and_wrong_types() -> None:
+    every_field = {f.name: getattr(MathConfig(), f.name) for f in dataclasses.fields(MathConfig)}
+    assert MathConfig.from_dict(every_field) == MathConfig()
     assert MathConfig.from_dict({"timeout_s": 2, "workers": 3}) == MathConfig(timeout_s=2, workers=3)
     with pytest.raises(ValueError, match="unknown math config key 'timeout'"):
         MathConfig.from_dict({"timeout": 2})
@@ -178,7 +181,7 @@ def test_crashed_worker_is_an_error_with_detail_and_is_replaced() -> None:
 
 
 def test_close_leaves_no_worker_processes() -> None:
-    v = MathVerifier(MathConfig(workers=2))
+    v = MathVerifier(MathConfig(workers=1))
     v.warm()
     pids = v.worker_pids()
     v.close()
