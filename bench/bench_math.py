@@ -31,7 +31,8 @@ from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, veri
 from rewards._workers import PoolConfig, WorkerPool
 from rewards.math import MathConfig, MathVerifier
 
-CASES = Path(os.environ.get("ARBITER_CONFORMANCE_DIR", "/work/shared/conformance")) / "math_verify_cases.jsonl"
+_DEFAULT_CASES_DIR = Path(__file__).resolve().parents[1] / "tests" / "conformance"
+CASES = Path(os.environ.get("ARBITER_CONFORMANCE_DIR", _DEFAULT_CASES_DIR)) / "math_verify_cases.jsonl"
 PLAIN_TARGETS = {
     "latex_boxed0": LatexExtractionConfig(boxed_match_priority=0),
     "latex_default": LatexExtractionConfig(),

@@ -16,8 +16,10 @@ every path sees the same load on a shared machine:
                Serve's gRPC proxy with `application` metadata
   serve-router the same through the front `router` app
 
-Prints samples/s, p50/p99 batch latency and the ratio to in-process; the target
-is serve >= 0.90 x in-process on math at batch 64.
+Prints samples/s, p50/p99 batch latency, the ratio to in-process, and the CPU
+each path spent per sample (its own process trees: the steadier figure on a
+shared machine); the target is serve >= 0.90 x in-process samples/s on math at
+batch 64.
 
 Run: RAY_AUTH_MODE=disabled .venv/bin/python bench/bench_services.py [--quick] [--haproxy]
 """
@@ -65,6 +67,7 @@ class Row:
     samples_per_s: float
     p50_ms: float
     p99_ms: float
+    cpu_ms_per_sample: float
 
 
 def free_port() -> int:
@@ -79,11 +82,53 @@ def load_samples(n: int) -> list[Sample]:
     return [replace(base[i % len(base)], id=f"b{i:05d}") for i in range(n)]
 
 
-def summarise(path: str, workload: str, size: int, latencies_s: list[float], wall_s: float) -> Row:
-    """Throughput over the wall time; p50/p99 of the per-batch round trip."""
+def summarise(path: str, workload: str, size: int, latencies_s: list[float], wall_s: float, cpu_s: float) -> Row:
+    """Throughput over the wall time; p50/p99 of the per-batch round trip; CPU spent per sample."""
     ordered = sorted(latencies_s)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-    return Row(path, workload, size, size * len(latencies_s) / wall_s, statistics.median(ordered) * 1e3, p99 * 1e3)
+    n = size * len(latencies_s)
+    return Row(path, workload, size, n / wall_s, statistics.median(ordered) * 1e3, p99 * 1e3, cpu_s / n * 1e3)
+
+
+# --- CPU accounting: on a shared machine wall-clock throughput swings with other people's load,
+# CPU seconds per sample do not. Each path is charged the CPU of its own process trees.
+
+_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_table() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds so far), for every process on the machine."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # exited meanwhile
+        fields = stat[stat.rfind(")") + 2 :].split()
+        table[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) * _TICK_S)
+    return table
+
+
+def tree_cpu_s(roots: set[int]) -> float:
+    """CPU seconds of `roots` and all their descendants (live ones: count before processes exit)."""
+    table = _proc_table()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _cpu) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0.0, [r for r in roots if r in table]
+    while todo:
+        pid = todo.pop()
+        total += table[pid][1]
+        todo += children.get(pid, [])
+    return total
+
+
+def my_children() -> set[int]:
+    me = os.getpid()
+    return {pid for pid, (ppid, _cpu) in _proc_table().items() if ppid == me}
 
 
 # --- the paths: each scores one batch of one workload, end to end ------------------------------
@@ -175,31 +220,45 @@ async def _slice(batch: Batch, workload: str, size: int, starts: list[int],
     return latencies, time.perf_counter() - t0
 
 
-async def measure(paths: dict[str, Batch], n: int, rounds: int, in_flight: int) -> list[Row]:
+async def measure(paths: dict[str, Batch], cpu_of: dict[str, Callable[[], float]], n: int, rounds: int,
+                  in_flight: int) -> list[Row]:
     """Every path scores every sample once per (workload, batch size), interleaved in `rounds`
     slices so that all paths see the same machine load."""
-    for batch in paths.values():  # warm-up: every worker process of every path builds its verifiers
-        for workload in WORKLOADS:
-            await asyncio.gather(*(batch(workload, start, 64) for start in range(0, n - 63, 64)))
     rows = []
     for workload in WORKLOADS:
         for size in BATCH_SIZES:
             starts = list(range(0, n - size + 1, size))
             latencies: dict[str, list[float]] = {name: [] for name in paths}
             wall: dict[str, float] = dict.fromkeys(paths, 0.0)
+            cpu: dict[str, float] = dict.fromkeys(paths, 0.0)
             for r in range(rounds):
                 for name, batch in paths.items():
+                    cpu_before = cpu_of[name]()
                     lat, seconds = await _slice(batch, workload, size, starts[r::rounds], in_flight)
+                    cpu[name] += cpu_of[name]() - cpu_before
                     latencies[name] += lat
                     wall[name] += seconds
-            rows += [summarise(name, workload, size, latencies[name], wall[name]) for name in paths]
+            rows += [summarise(name, workload, size, latencies[name], wall[name], cpu[name]) for name in paths]
     return rows
 
 
+async def warm_up(batch: Batch, n: int) -> None:
+    """Every worker process of the path builds its verifiers (and their own pools) before timing."""
+    for workload in WORKLOADS:
+        await asyncio.gather(*(batch(workload, start, 64) for start in range(0, n - 63, 64)))
+
+
 async def run(args: argparse.Namespace, samples: list[Sample]) -> list[Row]:
+    n = len(samples)
     paths: dict[str, Batch] = {}
+    cpu_of: dict[str, Callable[[], float]] = {}
+    me = os.getpid()
     with ThreadPoolExecutor(IN_PROCESS_THREADS) as pool, tempfile.TemporaryDirectory() as workdir:
+        # In-process work is charged this process (its scoring threads) and the pools it starts.
         paths["in-process"] = in_process_path(samples, pool)
+        await warm_up(paths["in-process"], n)
+        local_roots = my_children()
+        cpu_of["in-process"] = lambda: time.process_time() + tree_cpu_s(local_roots - {me})
         channels = []
         standalone = None
         try:
@@ -207,13 +266,20 @@ async def run(args: argparse.Namespace, samples: list[Sample]) -> list[Row]:
                 standalone, address = start_standalone(Path(workdir))
                 channels.append(grpc.aio.insecure_channel(address))
                 paths["standalone"] = grpc_path(verifier_pb2_grpc.VerifierStub(channels[-1]), samples, lambda w: None)
+                await warm_up(paths["standalone"], n)
+                cpu_of["standalone"] = lambda: tree_cpu_s({standalone.pid})
             if "serve" not in args.skip:
+                before = my_children()
                 address = await asyncio.to_thread(start_serve, args.replicas)
+                ray_roots = my_children() - before  # GCS, raylet and the rest: Serve's whole cluster
                 channels.append(grpc.aio.insecure_channel(address))
                 stub = verifier_pb2_grpc.VerifierStub(channels[-1])
                 paths["serve"] = grpc_path(stub, samples, lambda w: WORKLOADS[w][0])
                 paths["serve-router"] = grpc_path(stub, samples, lambda w: "router")
-            return await measure(paths, len(samples), rounds=4, in_flight=args.in_flight)
+                await warm_up(paths["serve"], n)
+                await warm_up(paths["serve-router"], n)
+                cpu_of["serve"] = cpu_of["serve-router"] = lambda: tree_cpu_s(ray_roots)
+            return await measure(paths, cpu_of, n, rounds=4, in_flight=args.in_flight)
         finally:
             for channel in channels:
                 await channel.close()
@@ -224,11 +290,14 @@ async def run(args: argparse.Namespace, samples: list[Sample]) -> list[Row]:
 
 def report(rows: list[Row]) -> bool:
     base = {(r.workload, r.batch): r.samples_per_s for r in rows if r.path == "in-process"}
-    print(f"{'path':<13} {'workload':<8} {'batch':>5} {'samples/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'x in-proc':>9}")
+    cpu_base = {(r.workload, r.batch): r.cpu_ms_per_sample for r in rows if r.path == "in-process"}
+    print(f"{'path':<13} {'workload':<8} {'batch':>5} {'samples/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'x in-proc':>9} "
+          f"{'cpu ms/smp':>10} {'cpu x':>6}")
     for r in rows:
         ratio = r.samples_per_s / base[(r.workload, r.batch)]
+        cpu_ratio = r.cpu_ms_per_sample / cpu_base[(r.workload, r.batch)]
         print(f"{r.path:<13} {r.workload:<8} {r.batch:>5} {r.samples_per_s:>10.1f} {r.p50_ms:>9.2f} "
-              f"{r.p99_ms:>9.2f} {ratio:>9.2f}")
+              f"{r.p99_ms:>9.2f} {ratio:>9.2f} {r.cpu_ms_per_sample:>10.3f} {cpu_ratio:>6.2f}")
     serve_row = next((r for r in rows if (r.path, r.workload, r.batch) == ("serve", "math", 64)), None)
     if serve_row is None:
         return False

@@ -208,6 +208,7 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_mo
                     "learner_wait_fraction": (got - wait_start) / step_time if step_time > 0 else 0.0,
                     "reward_wait_fraction": reward_wait / step_time if step_time > 0 else 0.0,
                     "step_time_s": step_time,
+                    "generate_s": batch.generate_s,
                     "elapsed_s": time.perf_counter() - started,
                 }
                 last_end = end

@@ -18,7 +18,7 @@
 # (addresses, node pids), one log per node, and Ray's session files. Each node runs in its own
 # session (setsid); `down` and `kill` signal exactly those sessions, never other Ray clusters on
 # the machine (unlike `ray stop`, which kills every Ray process of the user).
-set -euo pipefail
+set -eEuo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 py=${ARBITER_PYTHON:-$repo/.venv/bin/python}
@@ -124,6 +124,8 @@ up() {
     exit 1
   fi
   mkdir -p "$state"
+  # A half-started cluster is stopped, not left running.
+  trap 'echo "cluster.sh: start-up failed; stopping the nodes started so far" >&2; down' ERR
   local ray_tmp head=${IP[head]}
   # Ray's socket paths must stay under ~100 characters: a short temp root of our own.
   ray_tmp=$(mktemp -d /tmp/arbray-XXXXXX)
@@ -162,17 +164,21 @@ down() {
   rm -rf "$RAY_TMP" "$env_file"
 }
 
-kill_node() {
+need_cluster() {
+  [ -f "$env_file" ] || { echo "cluster.sh: no cluster at $state (run '$0 up $state')" >&2; exit 1; }
   # shellcheck disable=SC1090
   source "$env_file"
+}
+
+kill_node() {
+  need_cluster
   local var="NODE_${node//-/_}_PID"
   [ -n "${!var:-}" ] || { echo "cluster.sh: no node $node in $env_file" >&2; exit 1; }
   kill_session "${!var}"
 }
 
 restart_node() {
-  # shellcheck disable=SC1090
-  source "$env_file"
+  need_cluster
   local var="NODE_${node//-/_}_PID"
   [ "$node" != head ] && [ -n "${!var:-}" ] || { echo "cluster.sh: no worker node $node in $env_file" >&2; exit 1; }
   [ -z "$(session_pids "${!var}")" ] || { echo "cluster.sh: $node is still running" >&2; exit 1; }
@@ -184,8 +190,7 @@ restart_node() {
 }
 
 status() {
-  # shellcheck disable=SC1090
-  source "$env_file"
+  need_cluster
   "$py" - "$DASHBOARD_URL" <<'EOF'
 import sys
 from ray.util.state import list_nodes

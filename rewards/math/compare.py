@@ -13,6 +13,8 @@ its cause:
   ellipsis is dropped from a list. Ratios of three or more terms are compared
   as proportions, term by term; a list with an ellipsis is compared term by
   term, in order, with the ellipses in the same places.
+- Thin-space thousands separators. `1\\,000` is read as a product; the `\\,`
+  between digit groups is removed first.
 - Upright constants. Unit stripping treats a trailing `\\mathrm{e}` as a unit,
   so `1-\\frac{1}{\\mathrm{e}}` loses its `e`. `\\mathrm{e}`, `\\mathrm{i}` (and the
   `\\text`, `\\operatorname` spellings) are rewritten to `e`, `i` first.

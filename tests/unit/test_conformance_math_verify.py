@@ -1,4 +1,4 @@
-"""Conformance with Math-Verify's own test tables (270 rows, /work/shared/conformance).
+"""Conformance with Math-Verify's own test tables (270 rows, vendored in tests/conformance).
 
 Each row is run through our comparison (the worker's parse + verify + re-checks), honouring
 the row's extraction targets and precision as Math-Verify's suite did. Agreement must be at
@@ -17,7 +17,8 @@ import pytest
 from rewards.math import MathConfig, MathVerifier
 from rewards.types import Verdict
 
-CASES = Path(os.environ.get("ARBITER_CONFORMANCE_DIR", "/work/shared/conformance")) / "math_verify_cases.jsonl"
+_DEFAULT_CASES_DIR = Path(__file__).resolve().parents[1] / "conformance"
+CASES = Path(os.environ.get("ARBITER_CONFORMANCE_DIR", _DEFAULT_CASES_DIR)) / "math_verify_cases.jsonl"
 
 DELIBERATE_DISAGREEMENTS = {
     "mv-0277": "upstream labels 1-1/e equal to 1+1/e: its normalizer drops a trailing \\mathrm{e} as a unit "

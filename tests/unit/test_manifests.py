@@ -33,7 +33,8 @@ DEPLOY = REPO / "deploy"
 MANIFESTS = sorted((DEPLOY / "kuberay").glob("*.yaml"))
 KUBERAY_VERSION = "v1.7.0"
 RAY_VERSION = "2.60.0"
-# The oldest Kubernetes the manifests promise to work on (appArmorProfile needs 1.30).
+# The oldest Kubernetes the manifests promise to work on: user-namespaced pods (hostUsers: false,
+# which the sandbox needs) are on by default from 1.33.
 KUBERNETES_VERSION = "1.33"
 CRD_FILES = {
     "RayCluster": "ray.io_rayclusters.yaml",
