@@ -111,6 +111,10 @@ class MathVerifier:
             return VerifierResult.no_answer("no <answer> block and no \\boxed{} after the reasoning")
         return self._judge(gold, answer, self._options)
 
+    def cache_key(self, sample: Sample) -> str | None:
+        """The extracted answer: GRPO's many completions per prompt often reduce to a few answers."""
+        return extract_answer(sample.completion) if isinstance(sample.completion, str) else None
+
     def compare(
         self, gold: str, prediction: str, targets: tuple[str, ...] | None = None, **overrides: Any
     ) -> VerifierResult:

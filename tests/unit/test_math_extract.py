@@ -71,3 +71,16 @@ def test_many_unclosed_boxes_are_no_answer() -> None:
 
 def test_sentence_final_period_is_dropped_from_answer_block() -> None:
     assert extract_answer("<think>x</think><answer>The answer is 5.</answer>") == "5"
+
+
+def test_completions_with_the_same_extracted_answer_share_a_cache_key():
+    from rewards.math import MathVerifier
+    from rewards.types import Sample
+
+    verifier = MathVerifier()
+    keys = [
+        verifier.cache_key(Sample(id=str(i), task="math", completion=c, answer="7"))
+        for i, c in enumerate(["<think>3+4</think><answer>7</answer>", "<think>4+3=7</think><answer>7</answer>",
+                               "<think>x</think><answer>8</answer>"])
+    ]
+    assert keys[0] == keys[1] == "7" != keys[2]
