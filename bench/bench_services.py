@@ -1,7 +1,7 @@
 """Benchmark: the same samples scored in-process, by the standalone gRPC server, and through Ray Serve.
 
-Workloads (the same completions everywhere, examples/math_samples.jsonl repeated
-under fresh ids, verdict caches off so a repeat costs as much as the first):
+Workloads (the same completions everywhere: distinct math samples shaped like
+examples/math_samples.jsonl, verdict caches off):
   math    task-routed: the math verifier plus format, composed
   format  the format verifier alone
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import socket
@@ -39,7 +38,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -77,9 +76,23 @@ def free_port() -> int:
 
 
 def load_samples(n: int) -> list[Sample]:
-    lines = (REPO / "examples/math_samples.jsonl").read_text().splitlines()
-    base = [Sample.from_dict(json.loads(line)) for line in lines if line.strip()]
-    return [replace(base[i % len(base)], id=f"b{i:05d}") for i in range(n)]
+    """n distinct math samples in the shapes of examples/math_samples.jsonl (fractions, decimals,
+    integers, LaTeX; right and wrong), so no path profits from a warm parse cache on repeats."""
+    shapes = [
+        (r"\frac{{{p}}}{{{q}}}", "{p}/{q}"),
+        (r"{d:.3f}", r"\frac{{{p}}}{{{q}}}"),
+        ("{s}", "{s}"),
+        (r"{s}\sqrt{{2}}", r"\sqrt{{{t}}}"),
+        ("{p}+{q}", "{s}"),
+    ]
+    samples = []
+    for i in range(n):
+        p, q = 1 + i % 97, 2 + (i * 7) % 89
+        boxed, gold = shapes[i % len(shapes)]
+        values = {"p": p, "q": q, "d": p / q, "s": p + q + (i % 3 == 0), "t": 2 * (p + q) ** 2}
+        completion = f"<think>\nworking on item {i}\n</think>\n<answer>\n\\boxed{{{boxed.format(**values)}}}\n</answer>"
+        samples.append(Sample(id=f"b{i:05d}", task="math", completion=completion, answer=gold.format(**values)))
+    return samples
 
 
 def summarise(path: str, workload: str, size: int, latencies_s: list[float], wall_s: float, cpu_s: float) -> Row:
