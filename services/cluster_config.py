@@ -2,14 +2,14 @@
 
 One YAML file (default ``configs/cluster.yaml``) read strictly: unknown keys,
 wrong types and impossible values are errors at start-up, each naming its path
-(``families.math.autoscaling.max_replicas``). A family or plug-in section is
-also, as is, the ``args`` of its Serve application builder in
-``services.serve_app``, so ``arbiter serve`` and a KubeRay ``serveConfigV2``
-validate the same way.
+(``families.math.autoscaling.max_replicas``). A family or plug-in section,
+with the cluster's routing file and token variable added (`app_args`), is the
+``args`` of its Serve application builder in ``services.serve_app``, so
+``arbiter serve`` and a KubeRay ``serveConfigV2`` validate the same way.
 
 Shape (every key optional; see configs/cluster.yaml for the defaults explained)::
 
-    serve: {grpc_port: 9000, http_port: 8000, http_host: 0.0.0.0, request_timeout_s: 60}
+    serve: {grpc_port: 9000, http_port: 8000, http_host: 0.0.0.0, request_timeout_s: 300}
     health: {port: 9010, probe_interval_s: 2.0, probe_timeout_s: 5.0}
     auth: {token_env: ARBITER_TOKEN}
     routing_file: configs/routing.yaml
@@ -46,8 +46,6 @@ FAMILY_VERIFIERS: dict[str, tuple[str, ...]] = {
 ROUTER_APP = "router"
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-__all__ = ["FAMILY_VERIFIERS", "ROUTER_APP", "ClusterConfig", "ConfigError", "DeploymentConfig", "load", "parse"]
 
 
 @dataclass(frozen=True)
@@ -190,8 +188,9 @@ class ServeConfig:
     http_port: int = 8000
     """KubeRay's readiness probe hits the HTTP proxy's /-/healthz, so HTTP stays on."""
     http_host: str = "0.0.0.0"
-    request_timeout_s: float = 60.0
-    """End-to-end limit the proxy puts on every call (DEADLINE_EXCEEDED past it)."""
+    request_timeout_s: float = 300.0
+    """End-to-end limit the proxy puts on every call (DEADLINE_EXCEEDED past it); clients set their own,
+    shorter deadlines, and a batch of code samples may legitimately take minutes."""
 
     def check(self, path: str) -> None:
         for name in ("grpc_port", "http_port"):
@@ -259,6 +258,8 @@ class StandaloneConfig:
 
 @dataclass(frozen=True)
 class ClusterConfig:
+    """Everything `arbiter serve` deploys; `load` builds it from YAML and validates it."""
+
     serve: ServeConfig = field(default_factory=ServeConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)

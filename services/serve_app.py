@@ -62,6 +62,7 @@ from services.servicer import ServiceError, VerifierServicer
 SERVICER_FUNCTION = "protos.arbiter.v1.verifier_pb2_grpc.add_VerifierServicer_to_server"
 VERIFIER_DEPLOYMENT = "Verifier"
 ROUTER_DEPLOYMENT = "Router"
+STREAM_WINDOW = 256  # unanswered samples per ScoreStream at the router
 
 
 class CallFailed(Exception):
@@ -298,6 +299,8 @@ class Router:
             raise _fail(grpc_context, grpc.StatusCode.UNAUTHENTICATED, why)
         pending: set[asyncio.Task[Any]] = set()
         in_flight: set[str] = set()
+        # Reading stops while this many samples are unanswered: flow control then slows the sender.
+        window = asyncio.Semaphore(STREAM_WINDOW)
 
         async def read() -> None:
             async for request in request_stream:
@@ -305,8 +308,11 @@ class Router:
                 if not sample_id or sample_id in in_flight:
                     why = "must be non-empty" if not sample_id else f"{sample_id!r} is already in flight on this stream"
                     raise CallFailed("INVALID_ARGUMENT", f"sample.id: {why}")
+                await window.acquire()
                 in_flight.add(sample_id)
-                pending.add(asyncio.ensure_future(self._score_many(request)))
+                task = asyncio.ensure_future(self._score_many(request))
+                task.add_done_callback(lambda _task: window.release())
+                pending.add(task)
 
         reader = asyncio.ensure_future(read())
         try:
@@ -401,17 +407,11 @@ def router_app(args: dict[str, Any]) -> serve.Application:
     return Router.options(**parsed.router.serve_options()).bind(parsed)
 
 
-FAMILY_BUILDERS = {"rules": rules_app, "math": math_app, "code": code_app}
-
 
 def build_app(config: ClusterConfig, app: str) -> serve.Application:
-    """The Serve application `app` of a cluster config, built exactly as serveConfigV2 would build it."""
-    args = app_args(config, app)
-    if app == ROUTER_APP:
-        return router_app(args)
-    if app in config.plugins:
-        return plugin_app(args)
-    return FAMILY_BUILDERS[app](args)
+    """The Serve application `app` of a cluster config, built as a Serve config file builds it."""
+    builder = globals()[import_path(config, app).partition(":")[2]]  # the one serve_config names
+    return builder(app_args(config, app))
 
 
 def deploy(config: ClusterConfig) -> list[str]:
@@ -423,3 +423,34 @@ def deploy(config: ClusterConfig) -> list[str]:
     names = config.app_names()
     serve.run_many([serve.RunTarget(build_app(config, name), name=name, route_prefix=f"/{name}") for name in names])
     return names
+
+
+def import_path(config: ClusterConfig, app: str) -> str:
+    """The builder of `app`, as a Serve config file names it."""
+    if app == ROUTER_APP:
+        return f"{__name__}:router_app"
+    if app in config.plugins:
+        return f"{__name__}:plugin_app"
+    return f"{__name__}:{app}_app"
+
+
+def serve_config(config: ClusterConfig) -> dict[str, Any]:
+    """The Serve config file (what a KubeRay RayService's serveConfigV2 holds) that deploys what
+    `arbiter serve` deploys for `config`."""
+    return {
+        "http_options": {"host": config.serve.http_host, "port": config.serve.http_port},
+        "grpc_options": {
+            "port": config.serve.grpc_port,
+            "grpc_servicer_functions": [SERVICER_FUNCTION],
+            "request_timeout_s": config.serve.request_timeout_s,
+        },
+        "applications": [
+            {
+                "name": app,
+                "route_prefix": f"/{app}",
+                "import_path": import_path(config, app),
+                "args": app_args(config, app),
+            }
+            for app in config.app_names()
+        ],
+    }

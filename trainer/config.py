@@ -68,7 +68,8 @@ class SFTConfig:
 @dataclass(frozen=True)
 class DataConfig:
     prompts: str = "examples/arith_prompts.jsonl"
-    """JSONL lines {"id", "prompt", "answer", "task"}; relative paths resolve against the working directory."""
+    """JSONL lines {"id", "prompt", "answer", "task"}; a relative path is looked up in the working
+    directory, then in the repository (so the default runs from anywhere)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,9 @@ class GRPOConfig:
     warmup_steps: int = 10
     """Linear warm-up: Adam's first steps are its largest, and a big early move collapses prompts
     onto wrong answers they then never sample their way out of."""
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    min_lr_ratio: float = 0.1
+    """Cosine decay ends at this share of learning_rate: late, large steps undid a converged policy."""
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo"] = "dapo"
@@ -225,13 +229,24 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         return {_convert(key_tp, k, f"{path}.{k}"): _convert(value_tp, v, f"{path}.{k}") for k, v in value.items()}
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: expected a number, got {type(value).__name__} {value!r}")
+            hint = ""
+            if isinstance(value, str) and _looks_numeric(value):
+                hint = " (YAML reads 3e-3 as a string; write 3.0e-3)"
+            raise ConfigError(f"{path}: expected a number, got {type(value).__name__} {value!r}{hint}")
         return float(value)
     if tp in (int, str, bool):
         if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
             raise ConfigError(f"{path}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
         return value
     raise ConfigError(f"{path}: unsupported field type {tp}")
+
+
+def resolve_path(path: str) -> Path:
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return p
+    shipped = DEFAULT_CONFIG.parent.parent / p
+    return shipped if shipped.exists() else p
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -243,6 +258,14 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
             raise ConfigError(f"--set {pair!r}: expected KEY=VALUE")
         out[key] = yaml.safe_load(value)
     return out
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 from dataclasses import dataclass
@@ -50,6 +51,17 @@ def keep_informative(groups: list[Group]) -> list[Group]:
     return kept
 
 
+def learning_rate(cfg: GRPOConfig, step: int) -> float:
+    """Linear warm-up, then constant or cosine decay to min_lr_ratio at the last step."""
+    if step < cfg.warmup_steps:
+        return cfg.learning_rate * (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "constant":
+        return cfg.learning_rate
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - 1 - cfg.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.learning_rate * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
+
+
 def grpo_update(
     model: Any,
     ref_model: Any | None,
@@ -87,7 +99,7 @@ def grpo_update(
         kl_bias_correction=cfg.kl_bias_correction,
     )
     for group in optimizer.param_groups:  # a pure function of the step, so resuming needs no scheduler state
-        group["lr"] = cfg.learning_rate * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+        group["lr"] = learning_rate(cfg, step)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)

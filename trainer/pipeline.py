@@ -16,6 +16,7 @@ generating weights, so the ratio in the loss corrects for the lag.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ class StepBatch:
     scored_at: float
     """Monotonic time the last chunk finished scoring: the batch was ready."""
     generate_s: float = 0.0
+    score_s: float = 0.0
+    """Mean time one chunk's scoring took (sent to all results back)."""
 
 
 @dataclass
@@ -55,6 +58,7 @@ class _Pending:
     groups: dict[int, list[Group]] = field(default_factory=dict)  # by chunk index
     generated_at: float = 0.0
     generate_s: float = 0.0
+    score_s: float = 0.0
     done: asyncio.Future[StepBatch] | None = None
 
 
@@ -62,6 +66,21 @@ def step_prompts(prompts: list[PromptItem], step: int, count: int, seed: int) ->
     """The prompts of one step, a pure function of (seed, step) so that a resumed run replays the same ones."""
     rng = random.Random(seed * 7919 + step)
     return rng.sample(prompts, count) if count <= len(prompts) else rng.choices(prompts, k=count)
+
+
+def chunk_sizes(total: int, chunks: int) -> list[int]:
+    """Halving chunk sizes (25 prompts in 5 chunks: 13, 6, 3, 2, 1).
+
+    Each chunk is scored while the next one generates, so only the last chunk's scoring is on the
+    learner's critical path: keeping that chunk small hides nearly all of the reward latency,
+    while the big first chunks keep generation batched.
+    """
+    sizes, remaining = [], total
+    for left in range(chunks, 0, -1):
+        size = remaining if left == 1 else min(remaining - (left - 1), math.ceil(remaining / 2))
+        sizes.append(size)
+        remaining -= size
+    return sizes
 
 
 def to_samples(chunk: RolloutChunk, step: int) -> list[Sample]:
@@ -99,6 +118,12 @@ class Pipeline:
 
     def start(self) -> None:
         self._producer = asyncio.create_task(self._produce())
+        # A producer that dies must wake a learner waiting for the step it will never register.
+        self._producer.add_done_callback(lambda _: asyncio.ensure_future(self._wake()))
+
+    async def _wake(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
 
     async def publish(self, weights: Any) -> None:
         """The learner finished one update: newer weights for the rollouts that start from now on."""
@@ -140,8 +165,10 @@ class Pipeline:
                 self._pending[step] = pending
                 self._changed.notify_all()
             chosen = step_prompts(self.prompts, step, g.prompts_per_step, self.cfg.seed)
-            for chunk_index in range(r.chunks_per_step):
-                part = tuple(chosen[chunk_index :: r.chunks_per_step])
+            offset = 0
+            for chunk_index, size in enumerate(chunk_sizes(len(chosen), r.chunks_per_step)):
+                part = tuple(chosen[offset : offset + size])
+                offset += size
                 request = RolloutRequest(step, chunk_index, part, g.group_size, g.max_completion_tokens,
                                          g.temperature, self.cfg.seed)
                 worker = self.workers[worker_index % len(self.workers)]
@@ -158,7 +185,9 @@ class Pipeline:
             chunk: RolloutChunk = await ref
             pending.generated_at = max(pending.generated_at, time.monotonic())
             pending.generate_s += chunk.generate_s
+            sent = time.monotonic()
             scores = await self.rewards.score(to_samples(chunk, step))
+            pending.score_s += time.monotonic() - sent
             if len(scores) != len(chunk.completions):
                 raise RuntimeError(f"reward client returned {len(scores)} results for {len(chunk.completions)} samples")
             g = chunk.request.group_size
@@ -170,8 +199,9 @@ class Pipeline:
             if pending.chunks_left == 0 and not pending.done.done():
                 # Chunk order, not arrival order: the batch (and a resumed run) does not depend on timing.
                 groups = [group for index in sorted(pending.groups) for group in pending.groups[index]]
+                mean_score_s = pending.score_s / self.cfg.rollout.chunks_per_step
                 pending.done.set_result(StepBatch(step, groups, pending.generated_at, time.monotonic(),
-                                                  pending.generate_s))
+                                                  pending.generate_s, mean_score_s))
         except BaseException as exc:  # the learner awaits this future: it must hear about any failure
             if not pending.done.done():
                 pending.done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("chunk cancelled"))

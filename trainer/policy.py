@@ -17,7 +17,11 @@ from trainer.config import ModelConfig
 
 
 def limit_threads() -> None:
-    """One torch thread per process: on a shared 2-core machine two threads ran ~20x slower."""
+    """One torch thread per process: on a shared 2-core machine two threads ran ~20x slower.
+    (Also silences transformers' per-save progress bars, which would interleave with ours.)"""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     torch.set_num_threads(1)
     try:
         torch.set_num_interop_threads(1)

@@ -23,7 +23,7 @@ import yaml
 
 from rewards.routing import RoutingConfig
 from trainer import checkpoint
-from trainer.config import ConfigError, RewardsConfig, TrainConfig, load_config, parse_overrides
+from trainer.config import ConfigError, RewardsConfig, TrainConfig, load_config, parse_overrides, resolve_path
 from trainer.data import DataError, PromptItem, load_prompts, load_sft
 
 log = logging.getLogger("arbiter.train")
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         cfg = load_config(args.config, parse_overrides(args.set))
-        prompts = load_prompts(cfg.data.prompts)
+        prompts = load_prompts(resolve_path(cfg.data.prompts))
         routing = RoutingConfig.from_dict({"tasks": cfg.rewards.routing}, source="rewards.routing")
         unrouted = sorted({p.task for p in prompts} - set(routing.tasks))
         if unrouted:
@@ -54,8 +54,24 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and checkpoint.latest(output) is None:
         print(f"arbiter train: --resume: no checkpoint in {output / 'checkpoints'}")
         return 2
-    train(cfg, prompts, routing, output, resume=args.resume, progress=not args.no_progress)
+    start = time.perf_counter()
+    rows = train(cfg, prompts, routing, output, resume=args.resume, progress=not args.no_progress)
+    print(summary(rows, time.perf_counter() - start, output))
     return 0
+
+
+def summary(rows: list[dict[str, Any]], wall_s: float, output: Path) -> str:
+    def mean(key: str, part: list[dict[str, Any]]) -> float:
+        values = [r[key] for r in part if r[key] is not None]
+        return sum(values) / len(values) if values else float("nan")
+
+    if not rows:
+        return f"nothing to do: the run in {output} is complete"
+    first, last = rows[:5], rows[-5:]
+    return (f"trained steps {rows[0]['step']}-{rows[-1]['step']} in {wall_s:.0f}s: "
+            f"accuracy {mean('accuracy_mean', first):.2f} (first 5 steps) -> {mean('accuracy_mean', last):.2f} "
+            f"(last 5), format {mean('format_mean', last):.2f}; "
+            f"{output}/metrics.jsonl, {output}/reward_curve.png, {output}/checkpoints/")
 
 
 def connect_ray(cfg: TrainConfig) -> bool:
@@ -90,7 +106,7 @@ def cold_start(cfg: TrainConfig, model: Any, tokenizer: Any, prompts: list[Promp
     if cfg.sft.steps == 0:
         return []
     if cfg.sft.data:
-        examples = load_sft(cfg.sft.data)
+        examples = load_sft(resolve_path(cfg.sft.data))
     else:
         examples = cold_start_examples(prompts, cfg.sft.generated_examples, cfg.sft.generated_correct_fraction,
                                        cfg.seed)
@@ -209,14 +225,16 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_mo
                     "reward_wait_fraction": reward_wait / step_time if step_time > 0 else 0.0,
                     "step_time_s": step_time,
                     "generate_s": batch.generate_s,
+                    "chunk_score_s": batch.score_s,
                     "elapsed_s": time.perf_counter() - started,
                 }
                 last_end = end
                 rows.append(row)
                 with (output / "metrics.jsonl").open("a") as f:
                     f.write(json.dumps(row) + "\n")
+                bar.set_postfix(reward=f"{row['reward_mean'] or 0:.2f}", acc=f"{row['accuracy_mean'] or 0:.2f}",
+                                refresh=False)
                 bar.update(1)
-                bar.set_postfix(reward=f"{row['reward_mean'] or 0:.2f}", acc=f"{row['accuracy_mean'] or 0:.2f}")
                 done = step + 1
                 if done % cfg.output.checkpoint_every_steps == 0 or done == cfg.grpo.steps:
                     checkpoint.save(output, done, model, tokenizer, optimizer, cfg.output.keep_checkpoints)

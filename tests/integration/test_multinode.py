@@ -114,19 +114,19 @@ def http(method: str, url: str, body: Any = None) -> tuple[int, str]:
 def math_app_config(grpc_port: int, http_port: int) -> dict[str, Any]:
     """The RayService's serveConfigV2 cut to its `math` app, two one-core replicas, proxy on the head.
 
-    One app, because the trainer's client sends no `application` metadata; HeadOnly, because
-    every node here shares one machine and per-node proxies would contend for the same ports.
+    One app keeps four nodes on two cores light (clients need no `application` metadata);
+    HeadOnly, because every node here shares one machine and per-node proxies would contend for
+    the same ports.
     """
     (doc,) = [d for d in yaml.safe_load_all(RAYSERVICE.read_text()) if d and d["kind"] == "RayService"]
     config = yaml.safe_load(doc["spec"]["serveConfigV2"])
     (math,) = [app for app in config["applications"] if app["name"] == "math"]
     math["args"]["scoring"]["worker_processes"] = 1
+    math["args"].update(num_cpus=1, resources={"verifier": 1})
     math["args"]["autoscaling"].update(min_replicas=2, max_replicas=2)
-    (verifier,) = math["deployments"]
-    verifier["ray_actor_options"] = {"num_cpus": 1, "resources": {"verifier": 1}}
     # One replica per verifier node, so losing a node always leaves one serving; the lost one
     # waits for a replacement node instead of doubling up on the survivor.
-    verifier["max_replicas_per_node"] = 1
+    math["deployments"] = [{"name": "Verifier", "max_replicas_per_node": 1}]
     config.update(applications=[math], proxy_location="HeadOnly")
     config["http_options"].update(host="127.0.0.1", port=http_port)
     config["grpc_options"]["port"] = grpc_port
@@ -180,7 +180,8 @@ def test_each_node_advertises_its_role_resources(cluster: LocalCluster) -> None:
 
 def test_verifier_replicas_land_only_on_verifier_nodes(cluster: LocalCluster, math_app: str) -> None:
     assert sorted(replicas_spread(cluster)) == ["verifier-a", "verifier-b"]
-    assert set(placement(cluster)) >= {"ServeController", "ProxyActor"}
+    where = placement(cluster)
+    assert where["ServeController"] == ["head"] and where["ProxyActor"] == ["head"]
 
 
 TRAIN_STEPS = 40  # ~0.3 s each here: long enough that the node loss lands mid-run

@@ -22,13 +22,15 @@ from tests.conftest import free_port
 REPO = Path(__file__).resolve().parents[2]
 ENDPOINT_LINE = re.compile(r"^grpc endpoint: (127\.0\.0\.1):(\d+)$")
 START_TIMEOUT_S = 180  # its own Ray cluster, Serve and warm worker pools, on a loaded 2-core machine
+TOKEN = "test-token-0123456789"
+AUTH = [("authorization", f"Bearer {TOKEN}")]
 
 
 class ServeProcess:
     """`python -m arbiter.cli serve ...` in its own session, so signals reach it alone."""
 
     def __init__(self, args: list[str], log_path: Path) -> None:
-        env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "ARBITER_TEST_TOKEN": TOKEN}
         env.pop("RAY_ADDRESS", None)
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "arbiter.cli", "serve", *args], cwd=REPO, env=env,
@@ -68,6 +70,7 @@ def _write_config(tmp_path: Path, health_port: int, grpc_port: int) -> Path:
     config = {
         "serve": {"grpc_port": grpc_port, "http_port": free_port(), "http_host": "127.0.0.1"},
         "health": {"host": "127.0.0.1", "port": health_port, "probe_interval_s": 0.5},
+        "auth": {"token_env": "ARBITER_TEST_TOKEN"},
         "families": {"rules": {"scoring": {"worker_processes": 1}, "num_cpus": 0.1}},
         "router": {"enabled": True, "num_cpus": 0.1},
         "standalone": {"host": "127.0.0.1", "scoring": {"worker_processes": 1, "verifiers": ["format"]}},
@@ -77,9 +80,9 @@ def _write_config(tmp_path: Path, health_port: int, grpc_port: int) -> Path:
     return path
 
 
-async def _format_score(endpoint: str, application: str | None) -> verifier_pb2.ScoreResult:
+async def _format_score(endpoint: str, application: str | None, auth: list = AUTH) -> verifier_pb2.ScoreResult:
     sample = verifier_pb2.Sample(id="c1", task="format", completion="<think>a</think>\n<answer>b</answer>")
-    metadata = [("application", application)] if application else []
+    metadata = ([("application", application)] if application else []) + auth
     async with grpc.aio.insecure_channel(endpoint) as channel:
         stub = verifier_pb2_grpc.VerifierStub(channel)
         return await stub.Score(verifier_pb2.ScoreRequest(sample=sample, verifier="format"), metadata=metadata,
@@ -93,7 +96,7 @@ async def _health(port: int) -> int:
 
 
 @pytest.mark.slow
-def test_arbiter_serve_prints_endpoint_answers_and_exits_cleanly_on_sigterm(tmp_path):
+def test_arbiter_serve_prints_endpoint_answers_with_token_and_exits_cleanly_on_sigterm(tmp_path):
     health_port = free_port()
     config = _write_config(tmp_path, health_port, grpc_port=free_port())
     server = ServeProcess(["--config", str(config)], tmp_path / "serve.log")
@@ -102,6 +105,9 @@ def test_arbiter_serve_prints_endpoint_answers_and_exits_cleanly_on_sigterm(tmp_
         for app in ("rules", "router"):
             result = asyncio.run(_format_score(endpoint, app))
             assert result.verdict == common_pb2.VERDICT_CORRECT
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                asyncio.run(_format_score(endpoint, app, auth=[]))
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert asyncio.run(_health(health_port)) == health_pb2.HealthCheckResponse.SERVING
         code = server.terminate()
     finally:
@@ -112,12 +118,15 @@ def test_arbiter_serve_prints_endpoint_answers_and_exits_cleanly_on_sigterm(tmp_
     assert "draining" in log
 
 
-def test_arbiter_serve_standalone_prints_endpoint_answers_and_exits_cleanly_on_sigterm(tmp_path):
+def test_arbiter_serve_standalone_prints_endpoint_answers_with_token_and_exits_cleanly_on_sigterm(tmp_path):
     config = _write_config(tmp_path, free_port(), grpc_port=free_port())
     server = ServeProcess(["--config", str(config), "--standalone"], tmp_path / "serve.log")
     try:
         endpoint = server.endpoint()
         assert asyncio.run(_format_score(endpoint, None)).verdict == common_pb2.VERDICT_CORRECT
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            asyncio.run(_format_score(endpoint, None, auth=[]))
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
         code = server.terminate()
     finally:
         server.kill()

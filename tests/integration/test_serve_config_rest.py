@@ -105,13 +105,13 @@ def local_copy(config: dict[str, Any], http_port: int, grpc_port: int) -> dict[s
 
 
 def replica_demand(config: dict[str, Any]) -> dict[str, float]:
-    """CPUs and `verifier` units every app's minimum replicas ask for together."""
+    """CPUs and `verifier` units the minimum replicas of every app ask for together."""
     total = {"CPU": 0.0, "verifier": 0.0}
     for app in config["applications"]:
-        for override in app.get("deployments", []):
-            options = override["ray_actor_options"]
-            total["CPU"] += options["num_cpus"]
-            total["verifier"] += options["resources"]["verifier"]
+        section = app["args"].get("router", app["args"])  # the router app nests its options
+        replicas = section["autoscaling"]["min_replicas"]
+        total["CPU"] += replicas * section["num_cpus"]
+        total["verifier"] += replicas * section["resources"]["verifier"]
     return total
 
 

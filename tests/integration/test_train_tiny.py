@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from rewards.routing import RoutingConfig
-from trainer.config import load_config
+from trainer.config import load_config, resolve_path
 from trainer.data import load_prompts
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,7 +51,7 @@ def run_train(overrides: dict, output: Path, resume: bool = False) -> list[dict]
 
     cfg = load_config(None, overrides)
     routing = RoutingConfig.from_dict({"tasks": cfg.rewards.routing})
-    train(cfg, load_prompts(REPO / cfg.data.prompts), routing, output, resume=resume, progress=False)
+    train(cfg, load_prompts(resolve_path(cfg.data.prompts)), routing, output, resume=resume, progress=False)
     return read_metrics(output)
 
 

@@ -79,3 +79,29 @@ def test_advantages_match_trl_sum_then_normalize_formula() -> None:
 def test_batch_not_divisible_by_group_is_an_error() -> None:
     with pytest.raises(ValueError, match="group_size"):
         group_advantages([1.0, 0.0, 1.0], 2)
+
+
+def _group(rewards: list[float | None]):
+    from rewards.compose import ScoredSample
+    from rewards.types import Verdict
+    from trainer.data import PromptItem
+    from trainer.pipeline import Group
+
+    scores = [ScoredSample("x", r, Verdict.ERROR if r is None else Verdict.CORRECT) for r in rewards]
+    return Group(PromptItem("p", "What is 1+1?", "2", "math"), [], scores)
+
+
+def test_dynamic_sampling_drops_groups_without_reward_spread() -> None:
+    from trainer.learner import keep_informative
+
+    informative = _group([1.0, 0.0, None])
+    kept = keep_informative([_group([1.0, 1.0, 1.0]), informative, _group([0.0, None, 0.0])])
+    assert kept == [informative]
+
+
+def test_shuffled_rewards_are_a_permutation() -> None:
+    from trainer.learner import shuffled
+
+    rewards = [0.0, 1.0, 2.0, None, 4.0, 5.0]
+    out = shuffled(rewards, seed=3)
+    assert out != rewards and sorted(map(str, out)) == sorted(map(str, rewards))

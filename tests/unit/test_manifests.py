@@ -355,8 +355,6 @@ def serve_config_errors(config: Any) -> list[str]:
     """What the Serve controller would reject or silently misread in a serveConfigV2."""
     from pydantic import ValidationError
     from ray._common.utils import import_attr
-    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
-    from ray.serve._private.build_app import build_app
     from ray.serve.schema import ServeDeploySchema
 
     try:
@@ -375,14 +373,10 @@ def serve_config_errors(config: Any) -> list[str]:
         if app.get("route_prefix") is None:
             errors.append(f"{where}.route_prefix: required; Serve does not expose an app without one over gRPC")
         try:
-            target = import_attr(app["import_path"])
-        except (ImportError, AttributeError, ValueError) as exc:
+            built = build(app)
+        except (ImportError, AttributeError) as exc:
             errors.append(f"{where}.import_path: {app['import_path']} does not import: {exc}")
             continue
-        try:  # exactly what the controller does with import_path and args, minus starting replicas
-            built = build_app(
-                call_user_app_builder_with_args_if_necessary(target, app.get("args", {})), name=app["name"]
-            )
         except (TypeError, ValueError) as exc:
             errors.append(f"{where}.args: the app builder rejected them: {exc}")
             continue
@@ -395,13 +389,25 @@ def serve_config_errors(config: Any) -> list[str]:
     return errors
 
 
+def build(app: dict[str, Any]) -> Any:
+    """The app as the Serve controller builds it from import_path and args (no replica started)."""
+    from ray._common.utils import import_attr
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+    from ray.serve._private.build_app import build_app
+
+    target = import_attr(app["import_path"])
+    return build_app(call_user_app_builder_with_args_if_necessary(target, app.get("args", {})), name=app["name"])
+
+
 def requested_resources(config: dict[str, Any]) -> Iterator[tuple[str, dict[str, float]]]:
-    """(app.deployment, what one replica asks of a node): CPUs and custom resources."""
+    """(app.deployment, what one replica asks of a node): CPUs and custom resources, as the
+    builder sets them unless the config's deployment override replaces ray_actor_options."""
     for app in config.get("applications", []):
-        for override in app.get("deployments", []):
-            options = override.get("ray_actor_options", {})
+        overrides = {o["name"]: o for o in app.get("deployments", [])}
+        for deployment in build(app).deployments:
+            options = overrides.get(deployment.name, {}).get("ray_actor_options") or deployment.ray_actor_options
             wanted = {"CPU": options.get("num_cpus", 1), **options.get("resources", {})}
-            yield f"{app['name']}.{override['name']}", wanted
+            yield f"{app['name']}.{deployment.name}", wanted
 
 
 def advertised_resources(group: dict[str, Any]) -> dict[str, float]:
@@ -505,7 +511,8 @@ def manifest_errors(doc: dict[str, Any]) -> list[str]:
         return errors  # later checks assume the shape is right
     errors += cluster_errors(doc)
     if doc["kind"] == "RayService":
-        errors += serve_config_errors(serve_config(doc)) + service_errors(doc)
+        # Placement and ports are read from the built apps: only once the config itself is sound.
+        errors += serve_config_errors(serve_config(doc)) or service_errors(doc)
     if doc["kind"] == "RayJob":
         errors += job_errors(doc)
     if doc["kind"] in CRD_FILES and doc["metadata"].get("labels", {}).get("arbiter/kuberay-version") != KUBERAY_VERSION:
@@ -698,7 +705,7 @@ BROKEN: dict[str, tuple[str, Callable[[dict[str, Any]], None], str]] = {
     ),
     "serve_config_misspelled_deployment_option": (
         "RayService",
-        lambda d: _edit_serve(d, lambda c: c[_APP0][0]["deployments"][0].update(num_replica=2)),
+        lambda d: _edit_serve(d, lambda c: c[_APP0][0].update(deployments=[{"name": "Verifier", "num_replica": 2}])),
         "num_replica",
     ),
     "serve_config_wrong_type": (
@@ -723,7 +730,7 @@ BROKEN: dict[str, tuple[str, Callable[[dict[str, Any]], None], str]] = {
     ),
     "serve_config_unknown_deployment": (
         "RayService",
-        lambda d: _edit_serve(d, lambda c: c[_APP0][0]["deployments"][0].update(name="NoSuchDeployment")),
+        lambda d: _edit_serve(d, lambda c: c[_APP0][0].update(deployments=[{"name": "NoSuchDeployment"}])),
         "NoSuchDeployment",
     ),
     "serve_config_bad_builder_args": (
@@ -738,9 +745,7 @@ BROKEN: dict[str, tuple[str, Callable[[dict[str, Any]], None], str]] = {
     ),
     "serve_config_unplaceable_replica": (
         "RayService",
-        lambda d: _edit_serve(
-            d, lambda c: _set(c, "applications.0.deployments.0.ray_actor_options.resources.verifier", 64)
-        ),
+        lambda d: _edit_serve(d, lambda c: _set(c, "applications.0.args.resources.verifier", 64)),
         "no group",
     ),
     "privileged_container": (

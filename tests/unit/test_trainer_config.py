@@ -38,6 +38,11 @@ def test_int_is_accepted_where_a_float_is_expected() -> None:
     assert from_dict(TrainConfig, {"grpo": {"learning_rate": 1}}).grpo.learning_rate == 1.0
 
 
+def test_yaml_exponent_without_dot_gets_a_hint() -> None:
+    with pytest.raises(ConfigError, match=r"grpo\.learning_rate: .*write 3\.0e-3"):
+        load_config(None, parse_overrides(["grpo.learning_rate=3e-3"]))
+
+
 def test_nested_mapping_values_are_typed() -> None:
     with pytest.raises(ConfigError, match=r"rewards\.routing\.math\.format: expected a number"):
         from_dict(TrainConfig, {"rewards": {"routing": {"math": {"format": "high"}}}})
