@@ -251,6 +251,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--routing", help="routing YAML (task -> {verifier: weight}); default: built-in routing")
     parser.add_argument("--endpoint", metavar="HOST:PORT",
                         help="score against a running cluster (arbiter serve) instead of in-process")
+    parser.add_argument("--application", default="router",
+                        help="Ray Serve application for --endpoint (default: router; a standalone server ignores it)")
     parser.add_argument("--token", default=os.environ.get("ARBITER_TOKEN"),
                         help="bearer token for --endpoint (default: $ARBITER_TOKEN)")
 
@@ -269,7 +271,8 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, yaml.YAMLError) as exc:
         return _fail(f"--routing: {exc}", 2)
     if args.endpoint:
-        scorer: Scorer = EndpointScorer(ClientConfig(endpoint=args.endpoint, token=args.token),
+        scorer: Scorer = EndpointScorer(ClientConfig(endpoint=args.endpoint, application=args.application,
+                                                     token=args.token),
                                         SingleVerifierRouting(args.verifier) if args.verifier else routing)
         return _score_input(args, scorer)
     names = set(registry.names())

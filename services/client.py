@@ -178,7 +178,9 @@ class VerifierClient:
         if routing is None:
             routing = RoutingConfig.load(config.routing_file) if config.routing_file else DEFAULT_ROUTING
         self.routing = routing
-        self.metadata = token_metadata(config.token)
+        self.metadata = token_metadata(config.token) + (
+            (("application", config.application),) if config.application else ()
+        )
         self._endpoints: dict[str, _Endpoint] = {}
         self._slots: asyncio.Semaphore | None = None
 

@@ -151,6 +151,9 @@ class ClientConfig:
     """Verifier name -> endpoint, for verifiers served elsewhere (e.g. an external verifier)."""
     routing_file: str | None = None
     """With endpoints set, the client routes tasks itself with this routing (default routing if None)."""
+    application: str | None = None
+    """Ray Serve application to address (`router` takes any verifier or task), sent as metadata
+    `application` on every call; None sends nothing (a standalone server needs none)."""
     token: str | None = None
     tls_ca_file: str | None = None
     """The CA that signed the server's certificate; set, the client speaks TLS."""

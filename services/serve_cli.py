@@ -13,7 +13,7 @@ on stdout (everything else goes to the log on stderr). On Ctrl-C or SIGTERM:
 health NOT_SERVING, every application deleted (its replicas finish in-flight
 calls within graceful_shutdown_timeout_s), Ray shut down if this process
 started it (with Serve's controller and proxies); on a joined cluster Serve
-itself is left running for its other users.
+is shut down too if this process started it, and left running otherwise.
 
 --standalone runs the single grpc.aio server of services.server instead (no
 Ray), configured by the `standalone` section, and prints the same line.
@@ -30,6 +30,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 
 import grpc
 
@@ -108,6 +109,9 @@ def _serve_on_ray(config: ClusterConfig, token: str | None, address: str | None)
     # "local" always starts a new cluster, never silently joining one found on the machine. Replica
     # logs stay in Ray's log directory: stdout carries only the endpoint line.
     ray.init(address=address or "local", include_dashboard=False, configure_logging=False, log_to_driver=False)
+    # Serve's controller is a named actor; one already there belongs to the joined cluster's owner.
+    named = ray.util.list_named_actors(all_namespaces=True)
+    serve_was_running = any(a["name"] == "SERVE_CONTROLLER_ACTOR" for a in named)
     try:
         serve.start(
             http_options={"host": config.serve.http_host, "port": config.serve.http_port},
@@ -117,19 +121,21 @@ def _serve_on_ray(config: ClusterConfig, token: str | None, address: str | None)
                 "request_timeout_s": config.serve.request_timeout_s,
             },
         )
-        apps: list[str] = []
-        try:
-            apps = deploy(config)
-            host = "127.0.0.1" if started_ray else ray.util.get_node_ip_address()
-            return asyncio.run(_run_until_signal(config, token, f"{host}:{config.serve.grpc_port}", apps))
-        finally:
+        apps = deploy(config)
+        host = "127.0.0.1" if started_ray else ray.util.get_node_ip_address()
+
+        def drain() -> None:
             # Deleting an app drains it: its replicas finish in-flight calls (graceful_shutdown_timeout_s)
             # before they stop. The router goes first so nothing new reaches the families meanwhile.
-            for app in reversed(apps or config.app_names()):
+            for app in reversed(apps):
                 log.info("draining application %s", app)
                 serve.delete(app)
-            if not started_ray:
-                log.info("applications deleted; Serve itself keeps running on the joined cluster")
+            if not started_ray and not serve_was_running:
+                serve.shutdown()
+            elif not started_ray:
+                log.info("applications deleted; Serve keeps running for the joined cluster's other users")
+
+        return asyncio.run(_run_until_signal(config, token, f"{host}:{config.serve.grpc_port}", apps, drain))
     finally:
         if started_ray:
             ray.shutdown()  # also stops Serve's controller and proxies
@@ -145,7 +151,10 @@ def app_probe(stub: verifier_pb2_grpc.VerifierStub, app: str, token: str | None,
     return probe
 
 
-async def _run_until_signal(config: ClusterConfig, token: str | None, endpoint: str, apps: list[str]) -> int:
+async def _run_until_signal(config: ClusterConfig, token: str | None, endpoint: str, apps: list[str],
+                            drain: Callable[[], None]) -> int:
+    """Probe until every app answers, print the endpoint, serve until a signal, then drain while the
+    health endpoint says NOT_SERVING."""
     stop = _stop_on_signals()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{config.serve.grpc_port}") as channel:
         stub = verifier_pb2_grpc.VerifierStub(channel)
@@ -153,6 +162,7 @@ async def _run_until_signal(config: ClusterConfig, token: str | None, endpoint: 
         health = HealthReporter(probes, config.health.probe_interval_s, config.health.probe_timeout_s)
         await _wait_until_answering(health, stop)
         if stop.is_set():
+            await asyncio.to_thread(drain)
             return 0
         health_port = await health.start(config.health.host, config.health.port)
         log.info("grpc.health.v1 on %s:%d; applications: %s (send metadata `application: NAME`)",
@@ -160,6 +170,8 @@ async def _run_until_signal(config: ClusterConfig, token: str | None, endpoint: 
         print(f"grpc endpoint: {endpoint}", flush=True)
         await stop.wait()
         log.info("draining: health NOT_SERVING")
+        await health.drain()
+        await asyncio.to_thread(drain)
         await health.stop()
     return 0
 

@@ -41,9 +41,12 @@ class ServiceError(Exception):
     """A call-level failure with its gRPC status; per-sample problems travel in results instead."""
 
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(f"{code.name}: {message}")
+        super().__init__(code, message)  # both arguments, so Ray can pickle it across processes
         self.code = code
         self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code.name}: {self.message}"
 
 
 def _invalid(error: SampleError) -> ServiceError:

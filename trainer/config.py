@@ -51,7 +51,7 @@ class ModelConfig:
 class SFTConfig:
     """The cold-start stage run before GRPO (skipped when steps is 0)."""
 
-    steps: int = 800
+    steps: int = 1200
     batch_size: int = 32
     learning_rate: float = 3e-3
     data: str | None = None
@@ -74,7 +74,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class GRPOConfig:
-    steps: int = 40
+    steps: int = 60
     prompts_per_step: int = 25
     group_size: int = 16
     """G completions per prompt; advantages are relative within each group."""

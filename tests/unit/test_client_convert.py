@@ -96,3 +96,15 @@ def test_grade_request_becomes_a_code_sample_with_one_fenced_block():
     assert sample.limits == {"time_s": 2.0}
     assert convert.grade_field_to_wire("tests.cases") == "tests_json.cases"
     assert convert.grade_field_to_wire("limits.time_s") == "time_s"
+
+
+def test_service_error_survives_pickling_with_its_status():
+    import pickle
+
+    import grpc
+
+    from services.servicer import ServiceError
+
+    error = pickle.loads(pickle.dumps(ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "sample.id: missing")))
+    assert (error.code, error.message) == (grpc.StatusCode.INVALID_ARGUMENT, "sample.id: missing")
+    assert str(error) == "INVALID_ARGUMENT: sample.id: missing"
