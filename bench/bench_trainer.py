@@ -48,7 +48,7 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-trainer-") as tmp:
             endpoint = start_serve()
-            app = deploy_verifiers(write_routing(routing, Path(tmp)))
+            app = deploy_verifiers(write_routing(routing, Path(tmp)), worker_processes=base.rewards.worker_processes)
             results = {}
             for staleness in (0, 1):
                 cfg = load_config(args.config, {

@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -147,14 +147,15 @@ def _worker_main(conn: Connection, config: PoolConfig) -> None:
             try:
                 reply = ("ok", handler(request))
             except BaseException as exc:  # reported to the caller as a fault, never as a result
-                reply = ("raised", _describe(exc))
+                reply = ("raised", describe_exception(exc))
         try:
             conn.send(reply)
         except (BrokenPipeError, OSError):
             return
 
 
-def _describe(exc: BaseException) -> str:
+def describe_exception(exc: BaseException) -> str:
+    """`Type: message`, at most 500 characters, even for an exception that cannot print itself."""
     try:
         return f"{type(exc).__name__}: {exc}"[:500]
     except Exception:  # an unprintable exception still has a type
@@ -371,3 +372,45 @@ class WorkerPool:
                 # Not raised here: it would mask this call's own timeout or crash.
                 # The next caller retries in _refill, and a lasting failure surfaces there.
                 self._missing += 1
+
+
+# --- inline bounded sections ------------------------------------------------------------------
+# A host process that is itself a bounded worker (services.workers: one sample at a time,
+# SIGKILLed and replaced by its supervisor when a deadline passes) declares so once at start-up.
+# A verifier in such a process may then run its risky step inline, inside `bounded(...)`, which
+# tells the supervisor the step's own deadline: one process hop instead of two, and the kill
+# still comes from outside.
+
+DeadlineHook = Callable[[str, float | None], None]
+"""(what, timeout_s) when a bounded step starts; (what, None) when it ends."""
+
+_deadline_hook: DeadlineHook | None = None
+_bounded_thread: int | None = None
+
+
+def declare_bounded_worker(hook: DeadlineHook) -> None:
+    """Mark this process as a bounded worker whose supervisor enforces the deadlines `hook` reports.
+
+    Only for the calling thread, the one that scores samples one at a time: the supervisor tracks
+    one deadline, so a verifier's own helper threads keep using killable pools.
+    """
+    global _deadline_hook, _bounded_thread
+    _deadline_hook, _bounded_thread = hook, threading.get_ident()
+
+
+def in_bounded_worker() -> bool:
+    """True when verifiers may run risky steps inline here (see declare_bounded_worker)."""
+    return _deadline_hook is not None and threading.get_ident() == _bounded_thread
+
+
+@contextlib.contextmanager
+def bounded(what: str, timeout_s: float) -> Iterator[None]:
+    """Run the block under the supervisor's deadline of `timeout_s` (in a bounded worker only)."""
+    hook = _deadline_hook
+    if hook is None or not in_bounded_worker():
+        raise RuntimeError("bounded() needs a supervisor: this thread is not a declared bounded worker")
+    hook(what, timeout_s)
+    try:
+        yield
+    finally:
+        hook(what, None)

@@ -50,7 +50,9 @@ class ScoringConfig:
     """Task routing YAML (rewards.routing); None uses rewards.routing.DEFAULT_ROUTING."""
     sample_timeout_s: float = 120.0
     """A sample still scoring after this long has its worker killed and gets a TIMEOUT verdict.
-    A backstop above the verifiers' own limits (math parse timeouts, sandbox wall time x tests)."""
+    A backstop above the verifiers' own limits: a step a verifier runs inline under its own
+    deadline (the math comparison, MathConfig.timeout_s) is killed at that deadline instead;
+    the code verifier's programs are bounded by the sandbox (wall time x tests)."""
     max_in_flight_samples: int = 1024
     """Samples admitted but not yet answered; a unary or batch call beyond it gets RESOURCE_EXHAUSTED."""
     max_batch_items: int = 1024

@@ -8,6 +8,12 @@ replacement; if the process dies (a segfault in a C extension, the OOM killer)
 the sample gets an explicit ERROR and the worker is replaced. Either way the
 sample comes back exactly once and the pool keeps its size.
 
+Each worker declares itself a bounded worker (rewards._workers.declare_bounded_worker),
+so verifiers run their risky steps inline rather than in pools of their own (the math
+comparison: one process hop per sample instead of two). Such a step first tells the
+supervising thread its own deadline (a `Bound` message on the pipe); the thread then
+kills the worker when that deadline passes, well before `sample_timeout_s`.
+
 Workers are fresh interpreters (`python -c`), not forks: forking a process that
 runs gRPC's threads is unsafe, and multiprocessing's spawn would re-import the
 host's __main__ (a Ray worker, a user's script).
@@ -33,6 +39,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from rewards._workers import declare_bounded_worker
 from rewards.compose import ScoredSample, score_sample
 from rewards.registry import Registry
 from rewards.routing import RoutingConfig
@@ -111,6 +118,14 @@ class JobOutcome:
     scored: ScoredSample
     runs: tuple[ComponentRun, ...] = ()
     fault: str | None = None  # "timeout" or "worker_died" when the pool, not a verifier, decided
+
+
+@dataclass(frozen=True)
+class Bound:
+    """Sent by a worker when an inline step starts (`timeout_s`) or ends (None) during a job."""
+
+    what: str
+    timeout_s: float | None
 
 
 # --- inside the worker process --------------------------------------------------------------
@@ -235,13 +250,29 @@ def _answer(job: Job | ExecuteJob, registry: Registry, routing: RoutingConfig, l
         return _faulted(job, "error", f"{type(exc).__name__}: {exc}", start)
 
 
+class _DeadlineReporter:
+    """Passes inline steps' deadlines to the supervising thread, only while a job runs: during
+    warm-up the pipe's next message must be the catalogue, and the start-up deadline covers it."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.serving = False
+
+    def __call__(self, what: str, timeout_s: float | None) -> None:
+        if self.serving:
+            self.conn.send(Bound(what, timeout_s))
+
+
 def worker_main() -> None:
     """Entry point of a worker process: `python -c ... FD`, FD one end of a socket pair."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
     conn = Connection(int(sys.argv[1]))
     spec: WorkerSpec = conn.recv()
+    reporter = _DeadlineReporter(conn)
+    declare_bounded_worker(reporter)  # before the verifiers are built: they warm up inline, not in pools
     registry = build_registry(spec)
     conn.send(warm(registry, spec))
+    reporter.serving = True
     local = LocalEntries()
     while True:
         try:
@@ -447,7 +478,7 @@ class WorkerPool:
         failure = self._exchange(worker, items)
         if failure is None:
             return
-        failed, kind, start = failure
+        failed, kind, start, detail = failure
         if self._closing:  # nothing goes back to a queue that no thread will read again
             for job, fut in items[failed:]:
                 fut.set_result(_faulted(job, "error", "not scored: the server shut down while scoring", start))
@@ -455,8 +486,7 @@ class WorkerPool:
         job, fut = items[failed]
         if kind == "timeout":
             self._replace(slot, "timeout")
-            detail = f"scoring took longer than {self.timeout_s:g} s; the worker was killed and replaced"
-            fut.set_result(_faulted(job, "timeout", detail, start))
+            fut.set_result(_faulted(job, "timeout", f"{detail}; the worker was killed and replaced", start))
         else:
             worker.process.wait(5)
             code = worker.exit_code
@@ -469,21 +499,36 @@ class WorkerPool:
             self._queue.put((job, fut, True))
 
     def _exchange(self, worker: _Worker, items: list[tuple[Any, concurrent.futures.Future[Any]]]
-                  ) -> tuple[int, str, float] | None:
-        """Settle futures in order as answers arrive; on a failure, (its index, kind, when it started)."""
+                  ) -> tuple[int, str, float, str] | None:
+        """Settle futures in order as answers arrive; on a failure, (its index, kind, when it started, why)."""
         start = time.perf_counter()
         try:
             worker.conn.send([job for job, _ in items])
         except OSError:
-            return 0, "worker_died", start
+            return 0, "worker_died", start, ""
         for index, (_job, fut) in enumerate(items):
             start = time.perf_counter()
+            deadline = start + self.timeout_s
+            why = f"scoring took longer than {self.timeout_s:g} s"
+            step_deadline, step_why = None, ""
             try:
-                if not worker.conn.poll(self.timeout_s):
-                    return index, "timeout", start
-                fut.set_result(worker.conn.recv())
+                while True:
+                    limit, reason = (deadline, why)
+                    if step_deadline is not None and step_deadline < deadline:
+                        limit, reason = step_deadline, step_why
+                    if not worker.conn.poll(max(0.0, limit - time.perf_counter())):
+                        return index, "timeout", start, reason
+                    message = worker.conn.recv()
+                    if not isinstance(message, Bound):
+                        fut.set_result(message)
+                        break
+                    if message.timeout_s is None:
+                        step_deadline = None
+                    else:  # counted from now, not from when it was sent: never shorter than promised
+                        step_deadline = time.perf_counter() + message.timeout_s
+                        step_why = f"{message.what} took longer than {message.timeout_s:g} s"
             except (EOFError, OSError):
-                return index, "worker_died", start
+                return index, "worker_died", start, ""
         return None
 
     def _replace(self, slot: int, reason: str) -> None:

@@ -129,6 +129,13 @@ class RewardsConfig:
     """Deadline of one scoring RPC; the services client retries past it, then reports an ERROR."""
     endpoint: str | None = None
     """host:port of verifier services already running (`arbiter serve`); null deploys them."""
+    max_batch: int = 64
+    """Verifier requests per ScoreBatch call (the services client's default)."""
+    max_wait_ms: float = 1.0
+    """How long the client holds a partial batch: a chunk arrives whole, so waiting buys nothing."""
+    worker_processes: int = 2
+    """Scoring processes of the deployed verifier replica (or standalone server): two, so that a
+    step's small last chunk need not queue behind its big first one."""
     application: str | None = None
     """With `endpoint` a Ray Serve proxy hosting several apps: the app to call (gRPC metadata)."""
 

@@ -27,6 +27,7 @@ class UpdateResult:
     loss: float
     kl: float
     clip_fraction: float
+    ratio_mean: float
     groups_kept: int
     grad_norm: float
 
@@ -75,7 +76,7 @@ def grpo_update(
     if cfg.dynamic_sampling:
         groups = keep_informative(groups)
     if not groups:  # nothing to learn from this step: the weights stay, the step still counts
-        return UpdateResult(0.0, 0.0, 0.0, 0, 0.0)
+        return UpdateResult(0.0, 0.0, 0.0, 1.0, 0, 0.0)
     rewards = batch_rewards(groups)
     if cfg.shuffle_rewards:
         rewards = shuffled(rewards, step_seed)
@@ -106,7 +107,8 @@ def grpo_update(
     optimizer.step()
     stats = loss_stats(logps.detach(), old_logps, ref_logps, advantages, mask,
                        epsilon_low=cfg.epsilon_low, epsilon_high=cfg.epsilon_high)
-    return UpdateResult(loss.item(), stats.kl_mean, stats.clip_fraction, len(groups), float(grad_norm))
+    return UpdateResult(loss.item(), stats.kl_mean, stats.clip_fraction, stats.ratio_mean, len(groups),
+                        float(grad_norm))
 
 
 def _mean(values: list[float]) -> float | None:

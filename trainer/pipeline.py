@@ -44,9 +44,7 @@ class StepBatch:
     step: int
     groups: list[Group]
     generated_at: float
-    """Monotonic time the last chunk finished generating."""
-    scored_at: float
-    """Monotonic time the last chunk finished scoring: the batch was ready."""
+    """Monotonic time the last chunk finished generating: any wait after it is a wait on rewards."""
     generate_s: float = 0.0
     score_s: float = 0.0
     """Mean time one chunk's scoring took (sent to all results back)."""
@@ -200,8 +198,8 @@ class Pipeline:
                 # Chunk order, not arrival order: the batch (and a resumed run) does not depend on timing.
                 groups = [group for index in sorted(pending.groups) for group in pending.groups[index]]
                 mean_score_s = pending.score_s / self.cfg.rollout.chunks_per_step
-                pending.done.set_result(StepBatch(step, groups, pending.generated_at, time.monotonic(),
-                                                  pending.generate_s, mean_score_s))
+                pending.done.set_result(StepBatch(step, groups, pending.generated_at, pending.generate_s,
+                                                  mean_score_s))
         except BaseException as exc:  # the learner awaits this future: it must hear about any failure
             if not pending.done.done():
                 pending.done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("chunk cancelled"))

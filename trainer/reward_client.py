@@ -100,7 +100,7 @@ def start_serve() -> str:
     return f"127.0.0.1:{grpc_port}"
 
 
-def deploy_verifiers(routing_file: str, app: str = TRAIN_APP) -> str:
+def deploy_verifiers(routing_file: str, app: str = TRAIN_APP, worker_processes: int = 2) -> str:
     """Deploy, on the running Serve instance, one app serving every verifier the routing needs -> its name.
 
     The app is the services' family app of the routing's primary verifier, which also serves the
@@ -119,7 +119,7 @@ def deploy_verifiers(routing_file: str, app: str = TRAIN_APP) -> str:
     if len(families) != 1 or not primaries <= set(FAMILY_VERIFIERS[families[0]]):
         raise ValueError(f"rewards.routing: the trainer deploys one verifier family; primaries {sorted(primaries)} "
                          f"span {families or 'no built-in family'} (run `arbiter serve` and set rewards.endpoint)")
-    deployment = DeploymentConfig(scoring=ScoringConfig(worker_processes=1), num_cpus=0.5)
+    deployment = DeploymentConfig(scoring=ScoringConfig(worker_processes=worker_processes), num_cpus=0.5)
     cluster = ClusterConfig(routing_file=routing_file, router=RouterConfig(enabled=False),
                             families={families[0]: deployment})
     cluster.validate()
@@ -137,7 +137,7 @@ def prepare_serve(cfg: RewardsConfig, routing: RoutingConfig, workdir: Path) -> 
         raise RuntimeError("Ray Serve already runs on this cluster and its gRPC port is not ours to guess: "
                            "set rewards.endpoint (and rewards.application) to use its verifiers")
     endpoint = start_serve()
-    application = deploy_verifiers(write_routing(routing, workdir))
+    application = deploy_verifiers(write_routing(routing, workdir), worker_processes=cfg.worker_processes)
     return dataclasses.replace(cfg, endpoint=endpoint, application=application), True
 
 
@@ -167,11 +167,12 @@ async def open_reward_client(cfg: RewardsConfig, routing: RoutingConfig, workdir
     if endpoint is None:  # standalone: a real gRPC server on loopback, in this event loop
         from services.server import create_server
 
-        scoring = ScoringConfig(worker_processes=1, routing_file=write_routing(routing, workdir))
+        scoring = ScoringConfig(worker_processes=cfg.worker_processes, routing_file=write_routing(routing, workdir))
         server, port = create_server(ServerConfig(host="127.0.0.1", port=0, scoring=scoring))
         await server.start()
         endpoint = f"127.0.0.1:{port}"
-    client = VerifierClient(ClientConfig(endpoint=endpoint, deadline_s=cfg.timeout_s), routing)
+    client = VerifierClient(ClientConfig(endpoint=endpoint, deadline_s=cfg.timeout_s, max_batch=cfg.max_batch,
+                                         max_wait_ms=cfg.max_wait_ms), routing)
     if cfg.application is not None:
         # Serve's proxy picks the app by this metadata once several apps are deployed.
         client.metadata = (*client.metadata, ("application", cfg.application))

@@ -188,7 +188,7 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_mo
                 output: Path, first_step: int, started: float, progress: bool) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
-    from trainer.learner import grpo_update, reward_metrics
+    from trainer.learner import grpo_update, learning_rate, reward_metrics
     from trainer.pipeline import Pipeline
     from trainer.reward_client import open_reward_client
     from trainer.rollout import publish_weights
@@ -219,6 +219,8 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_mo
                     "loss": update.loss,
                     "kl": update.kl,
                     "clip_fraction": update.clip_fraction,
+                    "ratio_mean": update.ratio_mean,
+                    "learning_rate": learning_rate(cfg.grpo, step),
                     "grad_norm": update.grad_norm,
                     "groups_kept": update.groups_kept,
                     "learner_wait_fraction": (got - wait_start) / step_time if step_time > 0 else 0.0,

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 
 from rewards.math.compare import CompareOptions, judge
-
-# Python refuses int<->str conversions past 4,300 digits to bound their quadratic
-# cost; here the pool's deadline bounds every call, so a long exact answer is
-# compared rather than reported as unparsable.
-sys.set_int_max_str_digits(0)
 
 
 def handle(request: tuple[str, str, CompareOptions]) -> tuple[str, str, str]:
@@ -19,7 +16,26 @@ def handle(request: tuple[str, str, CompareOptions]) -> tuple[str, str, str]:
     return judgement.outcome, judgement.gold, judgement.answer
 
 
-def warmup() -> None:
+@contextlib.contextmanager
+def unlimited_int_digits() -> Iterator[None]:
+    """Python refuses int<->str conversions past 4,300 digits to bound their quadratic cost; under a
+    kill-enforced deadline a long exact answer is compared rather than reported as unparsable.
+    Inline in a bounded worker only for the comparison, so the rest of that process keeps the guard."""
+    before = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        yield
+    finally:
+        sys.set_int_max_str_digits(before)
+
+
+def warm_parsers() -> None:
     """Compile Math-Verify's regexes and latex2sympy's parser before the first real call."""
     judge("\\frac{1}{2}", "0.5", CompareOptions())
     judge("x = 3", "3", CompareOptions())
+
+
+def warmup() -> None:
+    """A pool worker's start-up: every call it serves runs under the pool's deadline."""
+    sys.set_int_max_str_digits(0)
+    warm_parsers()

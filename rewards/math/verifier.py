@@ -1,14 +1,32 @@
-"""MathVerifier: extract the answer here, compare it with the gold in a bounded worker."""
+"""MathVerifier: extract the answer here, compare it with the gold in a bounded worker.
+
+The comparison (parsing and sympy) can run away on hostile input, so it runs where a
+kill can stop it. Normally that is this verifier's own pool of warm worker processes.
+Inside a process that is already a bounded worker (rewards._workers.declare_bounded_worker:
+the services' scoring workers, which are SIGKILLed and replaced at a deadline) it runs
+inline under that supervisor's deadline of `timeout_s` instead: a second process hop
+per sample would only add IPC and idle processes.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import resource
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rewards._workers import PoolConfig, WorkerFault, WorkerPool, WorkerTimeout
+from rewards._workers import (
+    PoolConfig,
+    WorkerFault,
+    WorkerPool,
+    WorkerTimeout,
+    bounded,
+    describe_exception,
+    in_bounded_worker,
+)
 from rewards.math.compare import CORRECT, GOLD_UNPARSABLE, CompareOptions
 from rewards.math.extract import extract_answer
 from rewards.types import Sample, SampleError, Verdict, VerifierResult
@@ -19,9 +37,11 @@ class MathConfig:
     """Settings of the math verifier; unknown keys and wrong types are rejected by from_dict."""
 
     timeout_s: float = 5.0
-    """Hard bound on one comparison (parse + verify); past it the worker is killed: TIMEOUT."""
+    """Hard bound on one comparison (parse + verify); past it the worker is killed: TIMEOUT.
+    Inside a bounded worker, the bound its supervisor enforces on the inline comparison."""
     workers: int = 2
-    """Worker processes; as many comparisons run at once (one per calling thread)."""
+    """Worker processes; as many comparisons run at once (one per calling thread). None are
+    started inside a bounded worker, which compares inline."""
     float_rounding: int = 6
     """Decimal places to which an answer containing a float is compared (Math-Verify's rule)."""
     numeric_precision: int = 15
@@ -32,7 +52,8 @@ class MathConfig:
     """Variable names matter (x = 1 is not y = 1), as in Math-Verify's strict mode."""
     memory_limit_mib: int | None = 2048
     """Address-space limit per worker (about 65 MiB in use when idle), so a runaway
-    expansion fails inside the worker (ERROR) instead of swapping the host."""
+    expansion fails inside the worker (ERROR) instead of swapping the host. Inline, the
+    growth of the host worker's address space allowed during one comparison."""
 
     def __post_init__(self) -> None:
         if not self.timeout_s > 0:
@@ -85,6 +106,26 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+@contextlib.contextmanager
+def _growth_limit(mib: int | None) -> Iterator[None]:
+    """Let this process's address space grow by at most `mib` during the block (soft RLIMIT_AS),
+    so an inline runaway expansion fails with MemoryError (ERROR) as it would in a pool worker."""
+    if mib is None:
+        yield
+        return
+    with open("/proc/self/statm") as f:
+        in_use = int(f.read().split()[0]) * resource.getpagesize()
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = in_use + mib * 1024 * 1024
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 class MathVerifier:
     """Scores a completion CORRECT when its final answer equals the sample's gold answer."""
 
@@ -129,7 +170,12 @@ class MathVerifier:
         return self._judge(gold, prediction, options)
 
     def warm(self) -> None:
-        """Start the workers now and wait until each has warmed up."""
+        """Start the workers now and wait until each has warmed up (inline: warm this process)."""
+        if in_bounded_worker():
+            from rewards.math import _worker  # the bounded worker's start-up deadline covers this
+
+            _worker.warm_parsers()
+            return
         self._workers().start(wait=True)
 
     def close(self) -> None:
@@ -151,6 +197,8 @@ class MathVerifier:
             return self._pool
 
     def _judge(self, gold: str, answer: str, options: CompareOptions) -> VerifierResult:
+        if in_bounded_worker():
+            return self._judge_inline(gold, answer, options)
         pool = self._workers()
         try:
             outcome, gold_shown, answer_shown = pool.call((gold, answer, options), self.config.timeout_s)
@@ -158,6 +206,26 @@ class MathVerifier:
             return VerifierResult(Verdict.TIMEOUT, None, f"comparison timed out: {exc}", answer)
         except WorkerFault as exc:  # a crash, a handler exception, or a closed pool
             return VerifierResult(Verdict.ERROR, None, f"{type(exc).__name__}: {exc}", answer)
+        return self._verdict(outcome, gold_shown, answer_shown, answer)
+
+    def _judge_inline(self, gold: str, answer: str, options: CompareOptions) -> VerifierResult:
+        """Compare in this process; past `timeout_s` the supervisor kills it and answers TIMEOUT."""
+        from rewards.math import _worker
+
+        # Everything that parses, compares or prints a sympy object happens inside the bound.
+        with (
+            bounded("math comparison", self.config.timeout_s),
+            _growth_limit(self.config.memory_limit_mib),
+            _worker.unlimited_int_digits(),
+        ):
+            try:
+                outcome, gold_shown, answer_shown = _worker.handle((gold, answer, options))
+            except Exception as exc:  # the same ERROR verdict the pool gives a handler that raised
+                return VerifierResult(Verdict.ERROR, None, f"WorkerRaised: {describe_exception(exc)}", answer)
+        return self._verdict(outcome, gold_shown, answer_shown, answer)
+
+    @staticmethod
+    def _verdict(outcome: str, gold_shown: str, answer_shown: str, answer: str) -> VerifierResult:
         if outcome == GOLD_UNPARSABLE:
             return VerifierResult.not_applicable(f"gold answer could not be parsed: {gold_shown}", answer=answer)
         if outcome == CORRECT:

@@ -26,6 +26,21 @@ class SleepVerifier:
         return VerifierResult.correct(detail="slept")
 
 
+class BoundedStepVerifier:
+    """Sleeps metadata["step_s"] inline under rewards._workers.bounded(metadata["bound_s"]), as the
+    math verifier compares inside a bounded worker, then metadata["after_s"] outside the bound."""
+
+    name, version, reference = "bounded_step", "1", "none"
+
+    def score(self, sample: Sample) -> VerifierResult:
+        from rewards._workers import bounded
+
+        with bounded("the step", float(sample.metadata["bound_s"])):
+            time.sleep(float(sample.metadata.get("step_s", 0)))
+        time.sleep(float(sample.metadata.get("after_s", 0)))
+        return VerifierResult.correct(detail="stepped")
+
+
 class CrashVerifier:
     """Ends its own process abruptly when the completion says "die" (a segfault stand-in)."""
 
