@@ -407,7 +407,7 @@ def in_bounded_worker() -> bool:
 def bounded(what: str, timeout_s: float) -> Iterator[None]:
     """Run the block under the supervisor's deadline of `timeout_s` (in a bounded worker only)."""
     hook = _deadline_hook
-    if hook is None or not in_bounded_worker():
+    if hook is None or threading.get_ident() != _bounded_thread:
         raise RuntimeError("bounded() needs a supervisor: this thread is not a declared bounded worker")
     hook(what, timeout_s)
     try:

@@ -171,11 +171,8 @@ async def open_reward_client(cfg: RewardsConfig, routing: RoutingConfig, workdir
         server, port = create_server(ServerConfig(host="127.0.0.1", port=0, scoring=scoring))
         await server.start()
         endpoint = f"127.0.0.1:{port}"
-    client = VerifierClient(ClientConfig(endpoint=endpoint, deadline_s=cfg.timeout_s, max_batch=cfg.max_batch,
-                                         max_wait_ms=cfg.max_wait_ms), routing)
-    if cfg.application is not None:
-        # Serve's proxy picks the app by this metadata once several apps are deployed.
-        client.metadata = (*client.metadata, ("application", cfg.application))
+    client = VerifierClient(ClientConfig(endpoint=endpoint, application=cfg.application, deadline_s=cfg.timeout_s,
+                                         max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms), routing)
     try:
         yield client
     finally:

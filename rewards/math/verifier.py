@@ -27,6 +27,7 @@ from rewards._workers import (
     describe_exception,
     in_bounded_worker,
 )
+from rewards.math._worker import handle, unlimited_int_digits, warm_parsers
 from rewards.math.compare import CORRECT, GOLD_UNPARSABLE, CompareOptions
 from rewards.math.extract import extract_answer
 from rewards.types import Sample, SampleError, Verdict, VerifierResult
@@ -117,8 +118,9 @@ def _growth_limit(mib: int | None) -> Iterator[None]:
         in_use = int(f.read().split()[0]) * resource.getpagesize()
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     limit = in_use + mib * 1024 * 1024
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
+    for existing in (soft, hard):  # never looser than what the host already set
+        if existing != resource.RLIM_INFINITY:
+            limit = min(limit, existing)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     try:
         yield
@@ -172,9 +174,7 @@ class MathVerifier:
     def warm(self) -> None:
         """Start the workers now and wait until each has warmed up (inline: warm this process)."""
         if in_bounded_worker():
-            from rewards.math import _worker  # the bounded worker's start-up deadline covers this
-
-            _worker.warm_parsers()
+            warm_parsers()  # fixed inputs; the bounded worker's start-up deadline covers them
             return
         self._workers().start(wait=True)
 
@@ -210,16 +210,14 @@ class MathVerifier:
 
     def _judge_inline(self, gold: str, answer: str, options: CompareOptions) -> VerifierResult:
         """Compare in this process; past `timeout_s` the supervisor kills it and answers TIMEOUT."""
-        from rewards.math import _worker
-
         # Everything that parses, compares or prints a sympy object happens inside the bound.
         with (
             bounded("math comparison", self.config.timeout_s),
             _growth_limit(self.config.memory_limit_mib),
-            _worker.unlimited_int_digits(),
+            unlimited_int_digits(),
         ):
             try:
-                outcome, gold_shown, answer_shown = _worker.handle((gold, answer, options))
+                outcome, gold_shown, answer_shown = handle((gold, answer, options))
             except Exception as exc:  # the same ERROR verdict the pool gives a handler that raised
                 return VerifierResult(Verdict.ERROR, None, f"WorkerRaised: {describe_exception(exc)}", answer)
         return self._verdict(outcome, gold_shown, answer_shown, answer)

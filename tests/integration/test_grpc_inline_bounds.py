@@ -57,14 +57,30 @@ def test_work_after_an_inline_step_is_held_to_the_sample_timeout_only(step_pool)
 
 
 @pytest.fixture(scope="module")
-def math_stub():
+def math_server():
     scoring = ScoringConfig(worker_processes=1, verifiers=("format", "math"), sample_timeout_s=BACKSTOP_S)
     server = RunningServer(ServerConfig(port=0, enable_sandbox_service=False, scoring=scoring))
-    try:
-        with grpc.insecure_channel(server.address) as channel:
-            yield verifier_pb2_grpc.VerifierStub(channel)
-    finally:
-        server.stop()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def math_stub(math_server):
+    with grpc.insecure_channel(math_server.address) as channel:
+        yield verifier_pb2_grpc.VerifierStub(channel)
+
+
+def children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def test_scoring_workers_compare_math_without_a_pool_of_their_own(math_server, math_stub):
+    result = math_stub.Score(math_request("half", "\\frac{1}{2}", "0.5"), timeout=60)
+    assert result.verdict == common_pb2.VERDICT_CORRECT
+    workers = [w for w in math_server.server.verifier.pool._workers if w is not None]
+    assert workers
+    assert all(children(w.process.pid) == [] for w in workers)  # one process hop per sample, not two
 
 
 def math_request(id: str, answer: str, gold: str) -> verifier_pb2.ScoreRequest:
