@@ -112,6 +112,21 @@ def _jail_argv(config: LocalConfig, ctrl_fd: int, options: list[str]) -> list[st
     return argv
 
 
+def zygote_spec(plan: Plan) -> dict[str, object]:
+    """The part of the zygote's spec (sandbox/_zygote.py) that comes from the plan, the same in every backend."""
+    return {
+        "files": [{"name": name, "hex": data.hex(), "mode": mode, "read_only": ro}
+                  for name, data, mode, ro in plan.files],
+        "steps": [{
+            "kind": s.kind, "argv": list(s.argv), "path": s.path, "capture": s.capture, "wall_s": s.limits.wall_s,
+            "limits": {"cpu_s": s.limits.cpu_s, "as_bytes": s.limits.memory_bytes,
+                       "fsize_bytes": s.limits.fsize_bytes, "nofile": s.limits.nofile, "nproc": s.limits.nproc},
+        } for s in plan.steps],
+        "env": plan.env, "work_dir": "/work", "bpf_hex": compiled_bpf().hex(),
+        "capture_cap_bytes": COMPILE_OUTPUT_CAP_BYTES,
+    }
+
+
 def _is_host_root() -> bool:
     """Root of the initial user namespace: the kernel exempts it from RLIMIT_NPROC, so switch.
 
@@ -247,18 +262,8 @@ class Jail:
             memory = max(s.limits.memory_bytes for s in plan.steps) + self.config.cgroup_overhead_mib * MIB
             self.cgroup.set_limits(memory, max(s.limits.nproc for s in plan.steps) + 8)
             oom_before = self.cgroup.oom_kills()
-        spec = {
-            "files": [{"name": name, "hex": data.hex(), "mode": mode, "read_only": ro}
-                      for name, data, mode, ro in plan.files],
-            "steps": [{
-                "kind": s.kind, "argv": list(s.argv), "path": s.path, "capture": s.capture, "wall_s": s.limits.wall_s,
-                "limits": {"cpu_s": s.limits.cpu_s, "as_bytes": s.limits.memory_bytes,
-                           "fsize_bytes": s.limits.fsize_bytes, "nofile": s.limits.nofile, "nproc": s.limits.nproc},
-            } for s in plan.steps],
-            "env": plan.env, "work_dir": "/work", "tmpfs_bytes": plan.tmpfs_bytes, "collect": plan.collect,
-            "tmpfs_inodes": plan.tmpfs_inodes,
-            "bpf_hex": compiled_bpf().hex(), "capture_cap_bytes": COMPILE_OUTPUT_CAP_BYTES,
-        }
+        spec = {**zygote_spec(plan), "tmpfs_bytes": plan.tmpfs_bytes, "collect": plan.collect,
+                "tmpfs_inodes": plan.tmpfs_inodes}
         total_wall = sum(s.limits.wall_s for s in plan.steps)
         local_fds: list[int] = []
         remote_fds: list[int] = []

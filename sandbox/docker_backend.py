@@ -26,9 +26,8 @@ import time
 from dataclasses import dataclass
 
 from sandbox.api import RunRequest, RunResult, Status
-from sandbox.bwrap import ETC_FILES, SUPERVISION_GRACE_S, ZYGOTE_SOURCE, SandboxUnavailable
-from sandbox.plan import COMPILE_OUTPUT_CAP_BYTES, MIB, RESULT_CAP_BYTES, StepOutcome, build_plan, classify
-from sandbox.seccomp_policy import compiled_bpf
+from sandbox.bwrap import ETC_FILES, SUPERVISION_GRACE_S, ZYGOTE_SOURCE, SandboxUnavailable, zygote_spec
+from sandbox.plan import MIB, RESULT_CAP_BYTES, StepOutcome, build_plan, classify
 
 FRAME = struct.Struct("!cI")
 DOCKER_HEADER = struct.Struct(">BxxxL")
@@ -122,17 +121,8 @@ class DockerBackend:
 
     def _execute(self, container, request: RunRequest, plan, limits) -> RunResult:
         spec = {
-            "files": [{"name": name, "hex": data.hex(), "mode": mode, "read_only": ro}
-                      for name, data, mode, ro in plan.files],
-            "steps": [{
-                "kind": s.kind, "argv": list(s.argv), "path": s.path, "capture": s.capture, "wall_s": s.limits.wall_s,
-                "limits": {"cpu_s": s.limits.cpu_s, "as_bytes": s.limits.memory_bytes,
-                           "fsize_bytes": s.limits.fsize_bytes, "nofile": s.limits.nofile, "nproc": s.limits.nproc},
-            } for s in plan.steps],
-            "env": plan.env, "work_dir": "/work", "bpf_hex": compiled_bpf().hex(),
-            "capture_cap_bytes": COMPILE_OUTPUT_CAP_BYTES, "stdin_hex": request.stdin.encode().hex(),
-            "result_fd": request.result_fd, "output_cap_bytes": limits.max_output_bytes,
-            "result_cap_bytes": RESULT_CAP_BYTES,
+            **zygote_spec(plan), "stdin_hex": request.stdin.encode().hex(), "result_fd": request.result_fd,
+            "output_cap_bytes": limits.max_output_bytes, "result_cap_bytes": RESULT_CAP_BYTES,
         }
         attached = container.attach_socket(params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
         raw: socket.socket = attached._sock

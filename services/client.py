@@ -34,8 +34,10 @@ from services import convert
 from services.auth import channel_credentials, token_metadata
 from services.config import ClientConfig, FaultPolicy
 
+# INTERNAL is what Serve's proxy answers when the replica holding a call dies ("may or may not have
+# been executed on the actor"); scoring is idempotent by sample id, so a retry is always safe.
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                       grpc.StatusCode.DEADLINE_EXCEEDED})
+                       grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.INTERNAL})
 # Misconfiguration, not bad luck: retrying or reporting per sample would only hide it.
 FATAL = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
                    grpc.StatusCode.UNIMPLEMENTED})

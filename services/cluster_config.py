@@ -34,7 +34,8 @@ import yaml
 
 from rewards.registry import validate_name
 from rewards.routing import DEFAULT_ROUTING, RoutingConfig
-from services.config import ConfigError, ScoringConfig, ServerConfig, from_dict
+from rewards.strict_config import ConfigError, from_dict
+from services.config import ScoringConfig, ServerConfig
 
 # Which built-in verifiers each family deployment is for. Rules are cheap string checks that
 # share one deployment; math (sympy) and code (sandboxed processes) each scale on their own.
@@ -401,7 +402,7 @@ def app_args(config: ClusterConfig, app: str) -> dict[str, Any]:
 def parse(raw: Any, source: str = "cluster config") -> ClusterConfig:
     """Build and validate a ClusterConfig from decoded YAML; errors name `source` and the key path."""
     try:
-        return from_dict(ClusterConfig, {} if raw is None else raw)
+        return from_dict(ClusterConfig, raw)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
 

@@ -1,23 +1,18 @@
 """Frozen configs for the servicer, the standalone server and the client.
 
-Each config is built from a plain mapping (YAML, CLI) by `from_dict`, which
-rejects unknown keys and wrong types naming the dotted path of the offender.
+Each config is built from a plain mapping (YAML, CLI) by `from_dict` (rewards.strict_config,
+re-exported here), which rejects unknown keys and wrong types naming the dotted path of the
+offender and then calls the config's `validate()`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import enum
-import types
-import typing
 from dataclasses import dataclass, field
-from typing import Any, get_args, get_origin
 
 from rewards.registry import validate_name
-
-
-class ConfigError(ValueError):
-    """A config value is wrong; the message starts with the dotted path of the offending key."""
+from rewards.strict_config import ConfigError
+from rewards.strict_config import from_dict as from_dict  # re-exported: services.config.from_dict is public
 
 
 @dataclass(frozen=True)
@@ -197,56 +192,3 @@ class ClientConfig:
             except ValueError as exc:
                 raise ConfigError(f"endpoints: {exc}") from None
 
-
-T = typing.TypeVar("T")
-
-
-def from_dict(cls: type[T], raw: Any, path: str = "") -> T:
-    """Build a config dataclass from a mapping, strictly: unknown keys and wrong types name their path."""
-    where = path or cls.__name__
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise ConfigError(f"{_join(path, unknown[0])}: unknown key")
-    hints = typing.get_type_hints(cls)
-    values = {name: _coerce(hints[name], value, _join(path, name)) for name, value in raw.items()}
-    obj = cls(**values)
-    validate = getattr(obj, "validate", None)
-    if validate is not None and not path:
-        validate()
-    return obj
-
-
-def _join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
-
-
-def _coerce(hint: Any, value: Any, path: str) -> Any:
-    origin, args = get_origin(hint), get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(inner, value, path)
-    if dataclasses.is_dataclass(hint):
-        return from_dict(hint, value, path)  # type: ignore[arg-type]
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        try:
-            return hint(value)
-        except ValueError:
-            raise ConfigError(f"{path}: expected one of {[m.value for m in hint]}, got {value!r}") from None
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a mapping")
-        return {_coerce(args[0], k, path): _coerce(args[1], v, f"{path}.{k}") for k, v in value.items()}
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{path}: expected a list")
-        return tuple(_coerce(args[0], v, path) for v in value)
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        raise ConfigError(f"{path}: expected {hint.__name__}, got {type(value).__name__}")
-    return value

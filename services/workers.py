@@ -26,8 +26,10 @@ import collections
 import concurrent.futures
 import importlib
 import logging
+import math
 import os
 import queue
+import select
 import signal
 import socket
 import subprocess
@@ -315,6 +317,14 @@ class _Worker:
         theirs.close()
         self.conn = Connection(ours.detach())
         self.conn.send(spec)
+        # Connection.poll builds a selector on every call, and a math sample is waited for up
+        # to three times (its answer and an inline step's start and end): one poller, reused.
+        self._poller = select.poll()
+        self._poller.register(self.conn.fileno(), select.POLLIN)
+
+    def readable(self, timeout_s: float) -> bool:
+        """Whether a message (or the end of the pipe) arrives within `timeout_s`."""
+        return bool(self._poller.poll(math.ceil(max(0.0, timeout_s) * 1000)))
 
     @property
     def exit_code(self) -> int | None:
@@ -516,7 +526,7 @@ class WorkerPool:
                     limit, reason = (deadline, why)
                     if step_deadline is not None and step_deadline < deadline:
                         limit, reason = step_deadline, step_why
-                    if not worker.conn.poll(max(0.0, limit - time.perf_counter())):
+                    if not worker.readable(limit - time.perf_counter()):
                         return index, "timeout", start, reason
                     message = worker.conn.recv()
                     if not isinstance(message, Bound):

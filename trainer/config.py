@@ -10,19 +10,15 @@ single-digit addition on 2 CPU cores in a few minutes.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from rewards.strict_config import ConfigError, from_dict
+
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml"
-
-
-class ConfigError(ValueError):
-    """A config file does not match the schema; the message names the key path."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +111,9 @@ class RolloutConfig:
     chunks_per_step: int = 4
     """A step's prompts are generated in this many chunks, each scored as soon as it is generated."""
     num_cpus_per_worker: float = 1.0
+    resources: dict[str, float] = field(default_factory=dict)
+    """Ray custom resources each rollout actor asks for, e.g. {rollout_gpu: 1}: pins rollouts to the
+    nodes that advertise them (deploy/kuberay and deploy/local/cluster.sh use `rollout_gpu`)."""
 
 
 @dataclass(frozen=True)
@@ -191,63 +190,6 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def from_dict(cls: type, raw: Any, path: str = "") -> Any:
-    """Build dataclass `cls` from a decoded mapping, rejecting unknown keys and wrong types."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path or '<root>'}: expected a mapping, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        where = f"{path}.{unknown[0]}" if path else str(unknown[0])
-        raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(names))})")
-    kwargs = {name: _convert(hints[name], value, f"{path}.{name}" if path else name) for name, value in raw.items()}
-    return cls(**kwargs)
-
-
-def _convert(tp: Any, value: Any, path: str) -> Any:
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, path)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _convert(option, value, path)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: {value!r} matches none of {tp}")
-    if origin is Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed:
-            raise ConfigError(f"{path}: expected one of {', '.join(map(repr, allowed))}, got {value!r}")
-        return value
-    if origin is dict:
-        key_tp, value_tp = typing.get_args(tp)
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
-        return {_convert(key_tp, k, f"{path}.{k}"): _convert(value_tp, v, f"{path}.{k}") for k, v in value.items()}
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            hint = ""
-            if isinstance(value, str) and _looks_numeric(value):
-                hint = " (YAML reads 3e-3 as a string; write 3.0e-3)"
-            raise ConfigError(f"{path}: expected a number, got {type(value).__name__} {value!r}{hint}")
-        return float(value)
-    if tp in (int, str, bool):
-        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-            raise ConfigError(f"{path}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
-        return value
-    raise ConfigError(f"{path}: unsupported field type {tp}")
-
-
 def resolve_path(path: str) -> Path:
     p = Path(path)
     if p.is_absolute() or p.exists():
@@ -267,14 +209,6 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def _looks_numeric(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Read a YAML config (default configs/tiny.yaml) and apply dotted-key overrides."""
     path = Path(path) if path else DEFAULT_CONFIG
@@ -290,7 +224,4 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             if not isinstance(node, dict):
                 raise ConfigError(f"{dotted}: {key} is not a mapping")
         node[leaf] = value
-    try:
-        return from_dict(TrainConfig, raw)
-    except TypeError as exc:  # a dataclass rejected its arguments
-        raise ConfigError(f"{path}: {exc}") from exc
+    return from_dict(TrainConfig, raw)

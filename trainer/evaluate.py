@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 
 from rewards.compose import ScoredSample
 from rewards.types import Verdict
-from trainer.data import DataError
 
 
 @dataclass(frozen=True)
@@ -59,11 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rewards.routing import DEFAULT_ROUTING, RoutingConfig
     from trainer.data import write_jsonl
-    from trainer.generation_cli import generate_and_score
+    from trainer.generation_cli import INPUT_ERRORS, generate_and_score
 
     try:
         prompts, _, scores = generate_and_score(args)
-    except (DataError, FileNotFoundError, ValueError) as exc:
+    except INPUT_ERRORS as exc:
         print(f"arbiter eval: {exc}")
         return 2
     routing = RoutingConfig.load(args.routing) if args.routing else DEFAULT_ROUTING

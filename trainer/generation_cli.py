@@ -11,7 +11,10 @@ from rewards.compose import ScoredSample
 from rewards.routing import DEFAULT_ROUTING, RoutingConfig
 from rewards.types import Sample
 from trainer.config import RewardsConfig
-from trainer.data import PromptItem, load_prompts
+from trainer.data import DataError, PromptItem, load_prompts
+
+INPUT_ERRORS = (DataError, FileNotFoundError, ValueError)
+"""What a bad --model, --prompts or --routing raises: the command prints it on one line and exits 2."""
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, samples_help: str) -> None:

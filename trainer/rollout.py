@@ -142,10 +142,11 @@ class RolloutWorker:
         return RolloutChunk(req, completions, time.perf_counter() - start)
 
 
-def start_workers(num_workers: int, num_cpus: float, model: Any, tokenizer: Any, workdir: str) -> list[Any]:
+def start_workers(num_workers: int, num_cpus: float, model: Any, tokenizer: Any, workdir: str,
+                  resources: dict[str, float] | None = None) -> list[Any]:
     """One actor per worker; on a GPU node each holds a GPU and generates with vLLM."""
     use_vllm = torch.cuda.is_available()
-    options: dict[str, Any] = {"num_cpus": num_cpus}
+    options: dict[str, Any] = {"num_cpus": num_cpus, "resources": dict(resources or {})}
     if use_vllm:
         options["num_gpus"] = 1
     return [

@@ -8,7 +8,7 @@ import argparse
 
 from rewards.compose import ScoredSample
 from rewards.types import Verdict
-from trainer.data import DataError, write_jsonl
+from trainer.data import write_jsonl
 
 
 def accepted(scored: ScoredSample) -> bool:
@@ -26,11 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer.generation_cli import generate_and_score
+    from trainer.generation_cli import INPUT_ERRORS, generate_and_score
 
     try:
         prompts, texts, scores = generate_and_score(args)
-    except (DataError, FileNotFoundError, ValueError) as exc:
+    except INPUT_ERRORS as exc:
         print(f"arbiter sample: {exc}")
         return 2
     rows = []

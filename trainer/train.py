@@ -144,7 +144,7 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
         else:
             model, tokenizer = load_policy(cfg.model, cfg.seed)
         workers = start_workers(cfg.rollout.num_workers, cfg.rollout.num_cpus_per_worker, model, tokenizer,
-                                str(output.resolve()))
+                                str(output.resolve()), cfg.rollout.resources)
         if resume_from is None:
             t0 = time.perf_counter()
             losses = cold_start(cfg, model, tokenizer, prompts)

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rewards import strict_config
 from rewards._workers import (
     PoolConfig,
     WorkerFault,
@@ -68,15 +69,8 @@ class MathConfig:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> MathConfig:
-        """Build from a decoded YAML/JSON mapping, naming the first bad key."""
-        unknown = sorted(set(raw) - set(_FIELD_TYPES))
-        if unknown:
-            raise ValueError(f"unknown math config key {unknown[0]!r}; known: {', '.join(_FIELD_TYPES)}")
-        for name, value in raw.items():
-            expected = _FIELD_TYPES[name]
-            if (isinstance(value, bool) and bool not in expected) or not isinstance(value, expected):
-                raise ValueError(f"math config {name!r} has the wrong type {type(value).__name__}")
-        return cls(**raw)
+        """Build from a decoded YAML/JSON mapping; a bad key is a ConfigError naming it."""
+        return strict_config.from_dict(cls, dict(raw))
 
     def pool_config(self) -> PoolConfig:
         return PoolConfig(
@@ -94,17 +88,6 @@ class MathConfig:
             strict=self.strict,
             targets=targets,
         )
-
-
-_FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "timeout_s": (int, float),
-    "workers": (int,),
-    "float_rounding": (int,),
-    "numeric_precision": (int,),
-    "exact_rel_tol": (int, float),
-    "strict": (bool,),
-    "memory_limit_mib": (int, type(None)),
-}
 
 
 @contextlib.contextmanager

@@ -184,23 +184,19 @@ def test_verifier_replicas_land_only_on_verifier_nodes(cluster: LocalCluster, ma
     assert where["ServeController"] == ["head"] and where["ProxyActor"] == ["head"]
 
 
-TRAIN_STEPS = 40  # ~0.3 s each here: long enough that the node loss lands mid-run
+TRAIN_STEPS = 40  # ~0.2 s each here: long enough that the node loss lands mid-run
 
 
 def train_config(path: Path, endpoint: str) -> Path:
-    """A run of a few short steps: the tiny model, rollouts on `rollout_gpu`, rewards from Serve."""
+    """A run of short steps: the tiny model, rollouts on `rollout_gpu`, rewards from Serve."""
+    rollout = {"num_workers": 2, "chunks_per_step": 2, "num_cpus_per_worker": 1.0, "resources": {"rollout_gpu": 1}}
     config = {
         "seed": 0,
         "model": {"init": "tiny"},
         "sft": {"steps": 20},
         "data": {"prompts": str(REPO / "examples" / "arith_prompts.jsonl")},
         "grpo": {"steps": TRAIN_STEPS, "prompts_per_step": 8, "group_size": 4, "max_completion_tokens": 16},
-        "rollout": {
-            "num_workers": 2,
-            "chunks_per_step": 2,
-            "num_cpus_per_worker": 1.0,
-            "resources": {"rollout_gpu": 1},
-        },
+        "rollout": rollout,
         "rewards": {
             "backend": "serve",
             "endpoint": endpoint,
@@ -219,12 +215,22 @@ def metrics_rows(output: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def test_training_run_places_work_by_role_and_survives_losing_a_verifier_node(
-    cluster: LocalCluster, math_app: str, tmp_path: Path
-) -> None:
+@dataclass(frozen=True)
+class TrainingRun:
+    status: JobStatus
+    logs: str
+    placement: dict[str, list[str]]  # taken mid-run, before the node loss
+    driver_node: str
+    rows: list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def training_run(cluster: LocalCluster, math_app: str, tmp_path_factory: pytest.TempPathFactory) -> TrainingRun:
+    """`arbiter train` as a Ray job; verifier-b is killed after the second step."""
     replicas_spread(cluster)
-    output = tmp_path / "run"
-    config = train_config(tmp_path / "train.yaml", math_app)
+    workdir = tmp_path_factory.mktemp("train")
+    output = workdir / "run"
+    config = train_config(workdir / "train.yaml", math_app)
     jobs = JobSubmissionClient(cluster.dashboard)
     # The learner is the driver: placed on the learner node the way a KubeRay RayJob's
     # entrypointResources place it.
@@ -233,25 +239,19 @@ def test_training_run_places_work_by_role_and_survives_losing_a_verifier_node(
         entrypoint_resources={"learner": 1},
         runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}},
     )
-
-    def wait_for(condition: Any, timeout_s: float, what: str) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not condition():
-            status = jobs.get_job_status(job)
-            assert not status.is_terminal(), f"job {status} before {what}:\n{jobs.get_job_logs(job)[-4000:]}"
-            assert time.monotonic() < deadline, f"no {what} after {timeout_s:.0f} s:\n{jobs.get_job_logs(job)[-4000:]}"
-            time.sleep(1)
-
     try:
-        wait_for(lambda: len(metrics_rows(output)) >= 2, 240, "second GRPO step")
+        deadline = time.monotonic() + 240
+        while len(metrics_rows(output)) < 2:
+            status = jobs.get_job_status(job)
+            assert not status.is_terminal(), f"job {status} before its second step:\n{jobs.get_job_logs(job)[-4000:]}"
+            assert time.monotonic() < deadline, f"no second step after 240 s:\n{jobs.get_job_logs(job)[-4000:]}"
+            time.sleep(1)
         where = placement(cluster)
-        driver_ip = {n.node_id: n.node_ip for n in list_nodes(address=cluster.dashboard)}[
-            jobs.get_job_info(job).driver_node_id
-        ]
-        print(f"placement: {'learner (job driver)':<40} on {cluster.node_of_ip(driver_ip)}")
-        victim = "verifier-b"
-        cluster.kill(victim)
-        print(f"node loss: {victim} killed after step {len(metrics_rows(output))} of {TRAIN_STEPS}")
+        ip_of = {n.node_id: n.node_ip for n in list_nodes(address=cluster.dashboard)}
+        driver_node = cluster.node_of_ip(ip_of[jobs.get_job_info(job).driver_node_id])
+        print(f"placement: {'learner (job driver)':<40} on {driver_node}")
+        cluster.kill("verifier-b")
+        print(f"node loss: verifier-b killed after step {len(metrics_rows(output))} of {TRAIN_STEPS}")
         deadline = time.monotonic() + 240
         while not (status := jobs.get_job_status(job)).is_terminal():
             assert time.monotonic() < deadline, f"training did not finish:\n{jobs.get_job_logs(job)[-4000:]}"
@@ -259,21 +259,31 @@ def test_training_run_places_work_by_role_and_survives_losing_a_verifier_node(
     finally:
         if not jobs.get_job_status(job).is_terminal():
             jobs.stop_job(job)
-    assert status == JobStatus.SUCCEEDED, jobs.get_job_logs(job)[-4000:]
-    assert cluster.node_of_ip(driver_ip) == "rollout"
-    assert where["RolloutWorker"] == ["rollout", "rollout"]
-    assert set(where["ServeReplica:math:Verifier"]) <= {"verifier-a", "verifier-b"}
     rows = metrics_rows(output)
-    batch = 8 * 4  # prompts_per_step x group_size
-    step_s = sum(row["step_time_s"] for row in rows[1:]) / max(1, len(rows) - 1)
-    print(
-        f"figures: {len(rows)} steps, {step_s:.2f} s/step after the first, {batch / step_s:.1f} completions/s, "
-        f"learner waits {sum(r['learner_wait_fraction'] for r in rows) / len(rows):.0%} of a step, "
-        f"on rewards {sum(r['reward_wait_fraction'] for r in rows) / len(rows):.0%}"
-    )
-    assert [row["step"] for row in rows] == list(range(TRAIN_STEPS))
+    if len(rows) > 1:
+        step_s = sum(row["step_time_s"] for row in rows[1:]) / (len(rows) - 1)
+        print(
+            f"figures: {len(rows)} steps, {step_s:.2f} s/step after the first, {8 * 4 / step_s:.0f} completions/s, "
+            f"learner waits {sum(r['learner_wait_fraction'] for r in rows) / len(rows):.0%} of a step, "
+            f"on rewards {sum(r['reward_wait_fraction'] for r in rows) / len(rows):.0%}"
+        )
+    return TrainingRun(status, jobs.get_job_logs(job), where, driver_node, rows)
+
+
+def test_training_run_finishes_with_no_sample_lost_when_a_verifier_node_dies(training_run: TrainingRun) -> None:
+    assert training_run.status == JobStatus.SUCCEEDED, training_run.logs[-4000:]
+    assert [row["step"] for row in training_run.rows] == list(range(TRAIN_STEPS))
     # Every sample came back scored: a lost or unscorable one would be a fault (or a missing step).
-    assert sum(row["reward_faults"] for row in rows) == 0
+    assert sum(row["reward_faults"] for row in training_run.rows) == 0
+
+
+def test_learner_and_verifiers_run_on_their_nodes(training_run: TrainingRun) -> None:
+    assert training_run.driver_node == "rollout"  # the learner node's stand-in
+    assert sorted(training_run.placement["ServeReplica:math:Verifier"]) == ["verifier-a", "verifier-b"]
+
+
+def test_rollout_actors_run_on_rollout_nodes(training_run: TrainingRun) -> None:
+    assert training_run.placement["RolloutWorker"] == ["rollout", "rollout"]
 
 
 def math_samples(round_no: int, n: int) -> list[Sample]:

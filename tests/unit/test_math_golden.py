@@ -7,7 +7,6 @@ expected verdict, and class. To add a case, add a line; the test id names file, 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,14 +24,6 @@ ROWS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def verifier() -> Iterator[MathVerifier]:
-    v = MathVerifier()
-    v.warm()
-    yield v
-    v.close()
-
-
 def test_golden_tables_are_well_formed() -> None:
     assert len(ROWS) >= 100
     for param in ROWS:
@@ -41,9 +32,9 @@ def test_golden_tables_are_well_formed() -> None:
 
 
 @pytest.mark.parametrize("row", ROWS)
-def test_golden_row_gets_its_expected_verdict(verifier: MathVerifier, row: dict[str, str]) -> None:
+def test_golden_row_gets_its_expected_verdict(math_verifier: MathVerifier, row: dict[str, str]) -> None:
     if "completion" in row:
-        result = verifier.score(Sample(id="golden", task="math", completion=row["completion"], answer=row["gold"]))
+        result = math_verifier.score(Sample(id="golden", task="math", completion=row["completion"], answer=row["gold"]))
     else:
-        result = verifier.compare(row["gold"], row["prediction"])
+        result = math_verifier.compare(row["gold"], row["prediction"])
     assert result.verdict.value == row["expected"], result.detail

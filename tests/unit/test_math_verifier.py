@@ -23,14 +23,6 @@ def sample(answer: str | None, gold: str | None = "\\frac{1}{2}") -> Sample:
 
 
 @pytest.fixture(scope="module")
-def verifier() -> Iterator[MathVerifier]:
-    v = MathVerifier()
-    v.warm()
-    yield v
-    v.close()
-
-
-@pytest.fixture(scope="module")
 def quick() -> Iterator[MathVerifier]:
     """A one-second deadline, for the pathological inputs."""
     v = MathVerifier(MathConfig(timeout_s=1.0))
@@ -39,49 +31,49 @@ def quick() -> Iterator[MathVerifier]:
     v.close()
 
 
-def test_correct_answer_scores_one_and_reports_the_answer(verifier: MathVerifier) -> None:
-    result = verifier.score(sample("0.5"))
+def test_correct_answer_scores_one_and_reports_the_answer(math_verifier: MathVerifier) -> None:
+    result = math_verifier.score(sample("0.5"))
     assert (result.verdict, result.score, result.answer) == (Verdict.CORRECT, 1.0, "0.5")
 
 
-def test_wrong_answer_scores_zero(verifier: MathVerifier) -> None:
-    result = verifier.score(sample("\\frac{1}{3}"))
+def test_wrong_answer_scores_zero(math_verifier: MathVerifier) -> None:
+    result = math_verifier.score(sample("\\frac{1}{3}"))
     assert (result.verdict, result.score) == (Verdict.INCORRECT, 0.0)
 
 
-def test_no_answer_scores_zero_as_no_answer(verifier: MathVerifier) -> None:
-    result = verifier.score(sample(None))
+def test_no_answer_scores_zero_as_no_answer(math_verifier: MathVerifier) -> None:
+    result = math_verifier.score(sample(None))
     assert (result.verdict, result.score, result.answer) == (Verdict.NO_ANSWER, 0.0, None)
 
 
-def test_missing_gold_is_not_applicable(verifier: MathVerifier) -> None:
-    result = verifier.score(sample("1", gold=None))
+def test_missing_gold_is_not_applicable(math_verifier: MathVerifier) -> None:
+    result = math_verifier.score(sample("1", gold=None))
     assert (result.verdict, result.score) == (Verdict.NOT_APPLICABLE, None)
 
 
-def test_unparseable_gold_is_not_applicable(verifier: MathVerifier) -> None:
+def test_unparseable_gold_is_not_applicable(math_verifier: MathVerifier) -> None:
     for gold in ("\\frac{1}{", "   "):
-        result = verifier.score(sample("1", gold=gold))
+        result = math_verifier.score(sample("1", gold=gold))
         assert (result.verdict, result.score) == (Verdict.NOT_APPLICABLE, None), gold
 
 
-def test_non_string_gold_is_a_sample_error(verifier: MathVerifier) -> None:
+def test_non_string_gold_is_a_sample_error(math_verifier: MathVerifier) -> None:
     with pytest.raises(SampleError) as caught:
-        verifier.score(Sample(id="s", task="math", completion="\\boxed{1}", answer=5))  # type: ignore[arg-type]
+        math_verifier.score(Sample(id="s", task="math", completion="\\boxed{1}", answer=5))  # type: ignore[arg-type]
     assert caught.value.field == "answer"
 
 
-def test_is_deterministic(verifier: MathVerifier) -> None:
+def test_is_deterministic(math_verifier: MathVerifier) -> None:
     samples = [sample(a) for a in ("0.5", "1/2", "\\frac{2}{4}", "0.6", "x")]
-    assert [verifier.score(s) for s in samples] == [verifier.score(s) for s in samples]
+    assert [math_verifier.score(s) for s in samples] == [math_verifier.score(s) for s in samples]
 
 
-def test_pickled_verifier_scores_the_same_with_its_own_workers(verifier: MathVerifier) -> None:
-    clone = pickle.loads(pickle.dumps(verifier))
+def test_pickled_verifier_scores_the_same_with_its_own_workers(math_verifier: MathVerifier) -> None:
+    clone = pickle.loads(pickle.dumps(math_verifier))
     try:
         assert clone.worker_pids() == []  # the pool is not pickled; it starts on first use
-        assert clone.score(sample("0.5")) == verifier.score(sample("0.5"))
-        assert set(clone.worker_pids()).isdisjoint(verifier.worker_pids())
+        assert clone.score(sample("0.5")) == math_verifier.score(sample("0.5"))
+        assert set(clone.worker_pids()).isdisjoint(math_verifier.worker_pids())
     finally:
         clone.close()
 
@@ -95,22 +87,22 @@ def test_config_rejects_unknown_keys_and_wrong_types() -> None:
     every_field = {f.name: getattr(MathConfig(), f.name) for f in dataclasses.fields(MathConfig)}
     assert MathConfig.from_dict(every_field) == MathConfig()
     assert MathConfig.from_dict({"timeout_s": 2, "workers": 3}) == MathConfig(timeout_s=2, workers=3)
-    with pytest.raises(ValueError, match="unknown math config key 'timeout'"):
+    with pytest.raises(ValueError, match=r"^timeout: unknown key"):
         MathConfig.from_dict({"timeout": 2})
-    with pytest.raises(ValueError, match="wrong type"):
+    with pytest.raises(ValueError, match=r"^workers: expected int, got str"):
         MathConfig.from_dict({"workers": "2"})
-    with pytest.raises(ValueError, match="wrong type"):
+    with pytest.raises(ValueError, match=r"^timeout_s: expected a number, got bool"):
         MathConfig.from_dict({"timeout_s": True})
     with pytest.raises(ValueError, match="positive"):
         MathConfig(timeout_s=0)
 
 
-def test_concurrent_scoring_from_many_threads(verifier: MathVerifier) -> None:
+def test_concurrent_scoring_from_many_threads(math_verifier: MathVerifier) -> None:
     cases = [("0.5", Verdict.CORRECT), ("0.25", Verdict.INCORRECT), ("\\frac{3}{6}", Verdict.CORRECT)]
     results: dict[int, list[Verdict]] = {}
 
     def score_all(n: int) -> None:
-        results[n] = [verifier.score(sample(a)).verdict for a, _ in cases]
+        results[n] = [math_verifier.score(sample(a)).verdict for a, _ in cases]
 
     threads = [threading.Thread(target=score_all, args=(n,)) for n in range(6)]
     for t in threads:
