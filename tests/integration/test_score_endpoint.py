@@ -10,6 +10,7 @@ from grpc_harness import RunningServer
 
 from arbiter.cli import main
 from services.config import ScoringConfig, ServerConfig
+from tests.conftest import free_port
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "math_samples.jsonl"
 
@@ -55,8 +56,6 @@ def test_endpoint_input_errors_are_records_naming_line_and_field(math_server, tm
 
 
 def test_unreachable_endpoint_gives_every_sample_an_explicit_error(tmp_path):
-    from conftest import free_port
-
     address = f"127.0.0.1:{free_port()}"
     out = tmp_path / "out.jsonl"
     assert main(["score", "--input", str(EXAMPLES), "--output", str(out), "--endpoint", address]) == 0
