@@ -23,9 +23,10 @@ A compiled language's binary is cached by (compiler command, source): running on
 many inputs compiles it once.
 
 Files and the result channel, for graders that run a trusted harness around untrusted code:
-- `RunRequest.files` places extra files next to the program in the work dir (/work), each a
-  read-only mount the program cannot change, rename or remove. The program itself is
-  /work/solution.py (Python) or /work/main.cpp (C++); sys.path[0] is /work, as with `python3 f`.
+- `RunRequest.files` places extra files (str, or bytes for binary content) next to the program in
+  the work dir (/work), each a read-only mount the program cannot change, rename or remove. The
+  program itself is /work/solution.py (Python) or /work/main.cpp (C++); sys.path[0] is /work, as
+  with `python3 f`.
 - `RunRequest(result_fd=True)`: the program starts with a private pipe as fd 3
   (env ARBITER_RESULT_FD=3); what it writes there comes back as `RunResult.result_bytes`
   (up to 16 MiB), separate from exit code and stdout. The program, and every process it forks,

@@ -37,9 +37,9 @@ import time
 
 # Modules worth having warm for graded programs: the fork inherits them already imported.
 PRELOAD = (
-    "array", "bisect", "collections", "copy", "dataclasses", "datetime", "decimal", "fractions",
+    "array", "ast", "bisect", "collections", "copy", "dataclasses", "datetime", "decimal", "fractions",
     "functools", "hashlib", "heapq", "io", "itertools", "json", "math", "operator", "random", "re",
-    "runpy", "statistics", "string", "traceback", "typing", "unittest", "threading", "atexit",
+    "pkgutil", "runpy", "statistics", "string", "traceback", "typing", "unittest", "threading", "atexit",
     "types", "abc", "contextlib", "enum", "numbers", "textwrap", "unicodedata", "weakref",
 )
 for _name in PRELOAD:
@@ -105,10 +105,17 @@ def _send(sock, obj):
 # ---------------------------------------------------------------- C: the program's own process
 
 
+class SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+# Read once per jail rather than per run: the running kernel's value cannot change.
+LAST_CAP = int(open("/proc/sys/kernel/cap_last_cap").read())
+
+
 def _drop_privileges(bpf):
     _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
-    last_cap = int(open("/proc/sys/kernel/cap_last_cap").read())
-    for cap in range(last_cap + 1):
+    for cap in range(LAST_CAP + 1):
         # Without CAP_SETPCAP (a container started with all capabilities dropped) the bounding
         # set cannot be changed; it no longer matters: no capabilities, uid != 0, no_new_privs.
         if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() != 1:
@@ -118,10 +125,6 @@ def _drop_privileges(bpf):
     data = (ctypes.c_uint32 * 6)()
     _check(libc.capset(header, data), "capset")
     prog = ctypes.create_string_buffer(bpf, len(bpf))
-
-    class SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
     fprog = SockFprog(len(bpf) // 8, ctypes.addressof(prog))
     _check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0), "seccomp")
 
@@ -241,12 +244,16 @@ def _prepare_filesystem(spec):
     os.chmod("/dev/shm", 0o1777)
 
 
-def _write_files(spec, read_only_mounts):
+def _write_files(spec, read_only_mounts, blob=None):
+    """The run's files; their contents are hex in the spec, or slices of `blob` (a memoryview)."""
     for item in spec["files"]:
         path = os.path.join(spec["work_dir"], item["name"])
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as f:
-            f.write(bytes.fromhex(item["hex"]))
+            if blob is None:
+                f.write(bytes.fromhex(item["hex"]))
+            else:
+                f.write(blob[item["offset"]:item["offset"] + item["size"]])
         os.chmod(path, item["mode"])
         if item.get("read_only") and read_only_mounts:
             # A read-only bind over the file itself: the program (same uid, no caps) can neither
@@ -328,11 +335,15 @@ def _run_init(fds, status_fd):
                 break
             chunks.append(chunk)
         os.close(spec_fd)
-        spec = json.loads(b"".join(chunks))
+        # The memfd holds a 4-byte length, the JSON spec, then the files' contents (raw).
+        data = memoryview(b"".join(chunks))
+        (length,) = struct.unpack("!I", data[:4])
+        spec = json.loads(data[4:4 + length].tobytes())
+        blob = data[4 + length:]
         named = dict(zip(spec["fd_names"], fds, strict=True))
         stdio = [named["stdin"], named["stdout"], named["stderr"], named.get("result")]
         _prepare_filesystem(spec)
-        _write_files(spec, read_only_mounts=True)
+        _write_files(spec, read_only_mounts=True, blob=blob)
         results = _run_steps(spec, stdio, named.get("artifact"))
         for fd in fds[1:]:  # the spec is closed already; the host sees EOF before the status
             os.close(fd)

@@ -42,7 +42,8 @@ class RunRequest:
     source: str
     stdin: str = ""
     limits: Limits = field(default_factory=Limits)
-    files: dict[str, str] = field(default_factory=dict)  # extra read-only files placed in the work dir
+    # Extra read-only files placed in the work dir; bytes for binary content (precompiled .pyc).
+    files: dict[str, str | bytes] = field(default_factory=dict)
     # True: the program gets a private pipe as fd 3 (env ARBITER_RESULT_FD=3) and whatever it writes
     # there comes back as RunResult.result_bytes, out of band of exit code and stdout.
     result_fd: bool = False

@@ -8,9 +8,9 @@ import pytest
 
 from rewards.code import CodeVerifier, shared_sandbox
 from rewards.types import Sample, Verdict
-from sandbox.api import RunResult, Status
+from sandbox.api import Limits, RunRequest, RunResult, Status
 from sandbox.grading import FunctionTestSpec, GradingFault, Outcome, grade_function_tests
-from sandbox.grading.function_tests import STARTED_MARKER, parse_report
+from sandbox.grading.function_tests import HARNESS_FILES, STARTED_MARKER, parse_report
 from sandbox.grading.harness import wire
 
 
@@ -195,3 +195,21 @@ def test_records_without_the_nonce_are_ignored():
     forged = f'{STARTED_MARKER}\nother {{"test": 0, "status": "passed", "detail": ""}}\n'.encode()
     report = parse_report(_result(Status.RUNTIME_ERROR, forged), "nonce", 1)
     assert report.passed == 0 and report.outcomes[0].outcome is Outcome.RUNTIME_ERROR
+
+
+def test_harness_modules_load_from_their_shipped_bytecode(run):
+    """The referee's modules are not compiled in the sandbox per run: their .pyc travels with them."""
+    source = (
+        "import importlib._bootstrap_external as bootstrap\n"
+        "compiled = []\n"
+        "original = bootstrap.SourceLoader.source_to_code\n"
+        "def source_to_code(self, data, path, **kwargs):\n"
+        "    compiled.append(path)\n"
+        "    return original(self, data, path, **kwargs)\n"
+        "bootstrap.SourceLoader.source_to_code = source_to_code\n"
+        "import arbiter_wire, arbiter_contestant, arbiter_referee\n"
+        "print(compiled, arbiter_referee.__cached__)\n"
+    )
+    result = run(RunRequest("python", source, files=HARNESS_FILES, stdin="{}",
+                            limits=Limits(wall_time_s=10, cpu_time_s=10), result_fd=True))
+    assert (result.status, result.stdout) == (Status.OK, "[] /work/__pycache__/arbiter_referee.cpython-311.pyc\n")

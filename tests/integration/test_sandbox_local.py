@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -154,6 +155,13 @@ def test_files_are_placed_read_only_in_work_dir(box):
     )
     result = box.run(py(source, files={"harness_data.py": "VALUE = 41 + 1\n"}))
     assert (result.status, result.stdout) == (Status.OK, "42\n")
+
+
+def test_binary_files_arrive_byte_for_byte(box):
+    data = bytes(range(256)) * 300 + b"\x00"
+    source = "import hashlib, sys\nprint(hashlib.sha256(open('blob.bin', 'rb').read()).hexdigest())\n"
+    result = box.run(py(source, files={"blob.bin": data, "sub/empty.bin": b""}))
+    assert (result.status, result.stdout.strip()) == (Status.OK, hashlib.sha256(data).hexdigest())
 
 
 def test_bad_file_name_is_rejected(box):

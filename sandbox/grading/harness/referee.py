@@ -1,6 +1,7 @@
 """The trusted side of a function test: run the tests, calling the candidate through a pipe.
 
-Runs inside the sandbox as its main program. Order matters:
+Runs inside the sandbox as its main program (imported, as `arbiter_referee`, by a two-line main
+file, so that its shipped bytecode is used). Order matters:
 1. start the contestant with two pipes as its only descriptors: a fork of this process, made
    before anything secret is read (the sandbox keeps stdin out of a program's memory until the
    program reads fd 0), so it is warm and holds nothing worth stealing;
