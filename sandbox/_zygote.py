@@ -13,6 +13,12 @@ to `python3 -c`, so it must not import anything from this repository). Per run:
                  no_new_privs, seccomp filter; then exec, or (warm Python) runpy in this
                  already-started interpreter.
 
+A one-step run (no compile step: every graded Python run) skips B: the zygote clones C straight
+into a new mount namespace only, C sets up the mounts and files B would have, then becomes the
+program; the zygote times it, kills and reaps everything it left behind (kill(-1) from PID 1 of
+the jail) and reports. One fork fewer per run; the program then sees PID 1 (the non-dumpable
+zygote) and itself, and its PID is the jail's counter, not 2.
+
 The zygote only ever sees a small header and file descriptors; the program, its stdin and files
 travel in memfds that B and C read, so nothing of one run stays in the memory the next run forks.
 The zygote is non-dumpable: a program of the same uid cannot open its /proc entries, and as PID 1
@@ -232,14 +238,15 @@ def _on_alarm(_signum, _frame):
     raise _Deadline
 
 
-def _prepare_filesystem(spec):
+def _prepare_filesystem(spec, fresh_proc=True):
     options = f"size={spec['tmpfs_bytes']},nr_inodes={spec['tmpfs_inodes']},mode=0755"
     for path in ("/work", "/tmp", "/dev/shm"):
         _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, options)
     # bwrap's /dev is a tmpfs the jail keeps across runs: read-only here (its device nodes are
     # mounts of their own and stay usable), so nothing written there reaches the next run.
     _mount(None, "/dev", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
-    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if fresh_proc:
+        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     os.chmod("/tmp", 0o1777)
     os.chmod("/dev/shm", 0o1777)
 
@@ -323,27 +330,33 @@ def _run_steps(spec, stdio, artifact_fd=None):
     return results
 
 
+def _set_up_run(fds, fresh_proc=True):
+    """Private mounts, the spec (from its memfd), fresh tmpfs dirs and the run's files."""
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    spec_fd = fds[0]
+    os.lseek(spec_fd, 0, os.SEEK_SET)
+    chunks = []
+    while True:
+        chunk = os.read(spec_fd, 1 << 20)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(spec_fd)
+    # The memfd holds a 4-byte length, the JSON spec, then the files' contents (raw).
+    data = memoryview(b"".join(chunks))
+    (length,) = struct.unpack("!I", data[:4])
+    spec = json.loads(data[4:4 + length].tobytes())
+    blob = data[4 + length:]
+    named = dict(zip(spec["fd_names"], fds, strict=True))
+    stdio = [named["stdin"], named["stdout"], named["stderr"], named.get("result")]
+    _prepare_filesystem(spec, fresh_proc)
+    _write_files(spec, read_only_mounts=True, blob=blob)
+    return spec, named, stdio
+
+
 def _run_init(fds, status_fd):
     try:
-        _mount(None, "/", None, MS_REC | MS_PRIVATE)
-        spec_fd = fds[0]
-        os.lseek(spec_fd, 0, os.SEEK_SET)
-        chunks = []
-        while True:
-            chunk = os.read(spec_fd, 1 << 20)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        os.close(spec_fd)
-        # The memfd holds a 4-byte length, the JSON spec, then the files' contents (raw).
-        data = memoryview(b"".join(chunks))
-        (length,) = struct.unpack("!I", data[:4])
-        spec = json.loads(data[4:4 + length].tobytes())
-        blob = data[4 + length:]
-        named = dict(zip(spec["fd_names"], fds, strict=True))
-        stdio = [named["stdin"], named["stdout"], named["stderr"], named.get("result")]
-        _prepare_filesystem(spec)
-        _write_files(spec, read_only_mounts=True, blob=blob)
+        spec, named, stdio = _set_up_run(fds)
         results = _run_steps(spec, stdio, named.get("artifact"))
         for fd in fds[1:]:  # the spec is closed already; the host sees EOF before the status
             os.close(fd)
@@ -360,10 +373,119 @@ def _run_init(fds, status_fd):
             os._exit(1)
 
 
+def _run_direct(fds, status_fd):
+    """A one-step run without an init of its own: set up its mounts and files, then become the program.
+
+    Its only ancestor in the jail's PID namespace is the zygote, which times it, reaps it and
+    every process it leaves behind, and reports; set-up errors come back on `status_fd`, which
+    the program never holds (closed with every other descriptor as it starts).
+    """
+    try:
+        spec, _named, stdio = _set_up_run(fds, fresh_proc=False)
+    except BaseException as exc:
+        try:
+            os.write(status_fd, (json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n").encode())
+        finally:
+            os._exit(1)
+    _become_program(spec["steps"][0], spec, stdio)
+
+
 # ---------------------------------------------------------------- the zygote itself
 
 
+def _reap_all(outcome):
+    """Kill every process of the run (the jail's PID namespace minus this one) and reap them all."""
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    while True:
+        try:
+            _got, _status, usage = os.wait4(-1, 0)
+        except ChildProcessError:
+            return
+        outcome["cpu_s"] += usage.ru_utime + usage.ru_stime
+        outcome["maxrss_kib"] = max(outcome["maxrss_kib"], usage.ru_maxrss)
+
+
+def _serve_direct(sock, header, fds):
+    """One step, the program a direct child of this process: one fork per run instead of two.
+
+    Same guarantees as with a run init: fresh mounts (its own mount namespace), a wall-clock
+    limit, and at the end kill(-1) takes every process it started, which leaves this launcher,
+    PID 1 of the jail, alone again before the status goes out.
+    """
+    status_r, status_w = os.pipe()
+    started = time.monotonic()
+    pid = libc.syscall(SYS_CLONE, CLONE_NEWNS | signal.SIGCHLD, 0, 0, 0, 0)
+    if pid < 0:
+        raise _Fail(f"clone: {os.strerror(ctypes.get_errno())}")
+    if pid == 0:
+        sock.close()
+        os.close(status_r)
+        gc.disable()
+        _run_direct(fds, status_w)
+    for fd in fds:
+        os.close(fd)
+    os.close(status_w)
+    pidfd = os.pidfd_open(pid)
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    poller.register(sock, select.POLLIN)
+    poller.register(status_r, select.POLLIN)
+    deadline = started + min(header["wall_s"], header["backstop_s"])
+    outcome = {"exit_code": None, "signal": None, "timed_out": False, "cpu_s": 0.0, "maxrss_kib": 0}
+    killed = None
+    error = b""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            outcome["timed_out"] = True
+            break
+        events = dict(poller.poll(remaining * 1000))
+        if status_r in events:
+            chunk = os.read(status_r, 1 << 16)
+            error += chunk
+            if not chunk:
+                poller.unregister(status_r)
+        if pidfd in events:
+            _got, status, usage = os.wait4(pid, 0)
+            outcome["cpu_s"] += usage.ru_utime + usage.ru_stime
+            outcome["maxrss_kib"] = usage.ru_maxrss
+            if os.WIFSIGNALED(status):
+                outcome["signal"] = os.WTERMSIG(status)
+            else:
+                outcome["exit_code"] = os.WEXITSTATUS(status)
+            break
+        if sock.fileno() in events:
+            msg, extra = _recv(sock)
+            for fd in extra:
+                os.close(fd)
+            if msg.get("op") == "kill":
+                killed = msg.get("reason", "host")
+                break
+    _reap_all(outcome)
+    outcome["wall_s"] = time.monotonic() - started
+    while chunk := os.read(status_r, 1 << 16):  # every writer is gone: this cannot block
+        error += chunk
+    os.close(pidfd)
+    os.close(status_r)
+    if error.strip():
+        try:
+            status = json.loads(error)
+        except ValueError:
+            status = {"error": "unreadable run status"}
+    elif killed is not None:
+        status = {"killed": killed}
+    else:
+        status = {"steps": [outcome]}
+    _send(sock, {"op": "done", **status})
+
+
 def _serve_run(sock, header, fds):
+    if header.get("wall_s") is not None:
+        _serve_direct(sock, header, fds)
+        return
     status_r, status_w = os.pipe()
     # A raw clone(2) rather than os.fork(): it creates the namespaces and B in one step. Python's
     # after-fork hooks only matter with threads, and the zygote never starts one.

@@ -16,4 +16,5 @@ for root in roots:
                     print("ESCAPED: found the other run's secret in", d)
         except OSError:
             pass
-print("pids visible", sorted(int(p) for p in os.listdir("/proc") if p.isdigit()))
+others = sorted(int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid())
+print("other pids visible", others)
