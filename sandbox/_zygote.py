@@ -408,6 +408,39 @@ def _reap_all(outcome):
         outcome["maxrss_kib"] = max(outcome["maxrss_kib"], usage.ru_maxrss)
 
 
+def _clone_run(flags, sock, fds, child):
+    """Start a run's first process in new namespaces (`flags`); watch it, the host and its status pipe.
+
+    A raw clone(2) rather than os.fork(): it creates the namespaces and the process in one step.
+    Python's after-fork hooks only matter with threads, and the zygote never starts one.
+    """
+    status_r, status_w = os.pipe()
+    pid = libc.syscall(SYS_CLONE, flags | signal.SIGCHLD, 0, 0, 0, 0)
+    if pid < 0:
+        raise _Fail(f"clone: {os.strerror(ctypes.get_errno())}")
+    if pid == 0:
+        sock.close()
+        os.close(status_r)
+        gc.disable()
+        child(fds, status_w)
+    for fd in fds:
+        os.close(fd)
+    os.close(status_w)
+    pidfd = os.pidfd_open(pid)
+    poller = select.poll()
+    for fd in (pidfd, sock, status_r):
+        poller.register(fd, select.POLLIN)
+    return pid, pidfd, status_r, poller
+
+
+def _host_kill_reason(sock):
+    """Read one message from the host: the reason when it asks to kill the run, else None."""
+    msg, extra = _recv(sock)
+    for fd in extra:
+        os.close(fd)
+    return msg.get("reason", "host") if msg.get("op") == "kill" else None
+
+
 def _serve_direct(sock, header, fds):
     """One step, the program a direct child of this process: one fork per run instead of two.
 
@@ -415,24 +448,8 @@ def _serve_direct(sock, header, fds):
     limit, and at the end kill(-1) takes every process it started, which leaves this launcher,
     PID 1 of the jail, alone again before the status goes out.
     """
-    status_r, status_w = os.pipe()
     started = time.monotonic()
-    pid = libc.syscall(SYS_CLONE, CLONE_NEWNS | signal.SIGCHLD, 0, 0, 0, 0)
-    if pid < 0:
-        raise _Fail(f"clone: {os.strerror(ctypes.get_errno())}")
-    if pid == 0:
-        sock.close()
-        os.close(status_r)
-        gc.disable()
-        _run_direct(fds, status_w)
-    for fd in fds:
-        os.close(fd)
-    os.close(status_w)
-    pidfd = os.pidfd_open(pid)
-    poller = select.poll()
-    poller.register(pidfd, select.POLLIN)
-    poller.register(sock, select.POLLIN)
-    poller.register(status_r, select.POLLIN)
+    pid, pidfd, status_r, poller = _clone_run(CLONE_NEWNS, sock, fds, _run_direct)
     deadline = started + min(header["wall_s"], header["backstop_s"])
     outcome = {"exit_code": None, "signal": None, "timed_out": False, "cpu_s": 0.0, "maxrss_kib": 0}
     killed = None
@@ -458,11 +475,8 @@ def _serve_direct(sock, header, fds):
                 outcome["exit_code"] = os.WEXITSTATUS(status)
             break
         if sock.fileno() in events:
-            msg, extra = _recv(sock)
-            for fd in extra:
-                os.close(fd)
-            if msg.get("op") == "kill":
-                killed = msg.get("reason", "host")
+            killed = _host_kill_reason(sock)
+            if killed is not None:
                 break
     _reap_all(outcome)
     outcome["wall_s"] = time.monotonic() - started
@@ -486,25 +500,7 @@ def _serve_run(sock, header, fds):
     if header.get("wall_s") is not None:
         _serve_direct(sock, header, fds)
         return
-    status_r, status_w = os.pipe()
-    # A raw clone(2) rather than os.fork(): it creates the namespaces and B in one step. Python's
-    # after-fork hooks only matter with threads, and the zygote never starts one.
-    pid = libc.syscall(SYS_CLONE, CLONE_NEWNS | CLONE_NEWPID | signal.SIGCHLD, 0, 0, 0, 0)
-    if pid < 0:
-        raise _Fail(f"clone: {os.strerror(ctypes.get_errno())}")
-    if pid == 0:
-        sock.close()
-        os.close(status_r)
-        gc.disable()
-        _run_init(fds, status_w)
-    for fd in fds:
-        os.close(fd)
-    os.close(status_w)
-    pidfd = os.pidfd_open(pid)
-    poller = select.poll()
-    poller.register(pidfd, select.POLLIN)
-    poller.register(sock, select.POLLIN)
-    poller.register(status_r, select.POLLIN)
+    pid, pidfd, status_r, poller = _clone_run(CLONE_NEWNS | CLONE_NEWPID, sock, fds, _run_init)
     deadline = time.monotonic() + header["backstop_s"]
     killed = None
     line = b""
@@ -526,11 +522,8 @@ def _serve_run(sock, header, fds):
             line += os.read(status_r, 1 << 20)
             break
         if sock.fileno() in events:
-            msg, extra = _recv(sock)
-            for fd in extra:
-                os.close(fd)
-            if msg.get("op") == "kill":
-                killed = msg.get("reason", "host")
+            killed = _host_kill_reason(sock)
+            if killed is not None:
                 os.kill(pid, signal.SIGKILL)
                 break
     try:
