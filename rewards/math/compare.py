@@ -99,8 +99,10 @@ def judge(gold_text: str, answer_text: str, options: CompareOptions) -> Judgemen
     if not _has_math(gold):
         return Judgement(GOLD_UNPARSABLE, _show(gold), "")
     answer = _parse(answer_text, options)
-    outcome = CORRECT if equivalent(gold, answer, options) else INCORRECT
-    return Judgement(outcome, _show(gold), _show(answer))
+    if equivalent(gold, answer, options):
+        # The texts say it as well as their parsed forms would; printing sympy objects costs ~0.15 ms.
+        return Judgement(CORRECT, gold_text[:120], answer_text[:120])
+    return Judgement(INCORRECT, _show(gold), _show(answer))
 
 
 def equivalent(gold: list[Any], answer: list[Any], options: CompareOptions) -> bool:
@@ -119,6 +121,8 @@ def equivalent(gold: list[Any], answer: list[Any], options: CompareOptions) -> b
     answer_math = [a for a in answer if isinstance(a, Basic | MatrixBase)]
     if not gold_math or not answer_math:
         return True  # a string match: nothing numeric to re-check
+    if gold_math[0] == answer_math[0]:
+        return True  # structurally identical: nothing a closer evaluation could tell apart
     return not _exact_values_differ(gold_math[0], answer_math[0], options.exact_rel_tol)
 
 
