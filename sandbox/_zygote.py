@@ -282,15 +282,13 @@ def _run_steps(spec, stdio, artifact_fd=None):
         pid = os.fork()
         if pid == 0:
             _become_program(step, spec, step_stdio)
-        cpu = 0.0
-        maxrss = 0
-        outcome = {"exit_code": None, "signal": None, "timed_out": False}
+        outcome = {"exit_code": None, "signal": None, "timed_out": False, "cpu_s": 0.0, "maxrss_kib": 0}
         signal.setitimer(signal.ITIMER_REAL, step["wall_s"])
         try:
             while True:
                 got, status, usage = os.wait4(-1, 0)
-                cpu += usage.ru_utime + usage.ru_stime
-                maxrss = max(maxrss, usage.ru_maxrss)
+                outcome["cpu_s"] += usage.ru_utime + usage.ru_stime
+                outcome["maxrss_kib"] = max(outcome["maxrss_kib"], usage.ru_maxrss)
                 if got == pid:
                     if os.WIFSIGNALED(status):
                         outcome["signal"] = os.WTERMSIG(status)
@@ -302,18 +300,8 @@ def _run_steps(spec, stdio, artifact_fd=None):
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
         # The step is over: everything it left behind (daemons, sessions, zombies) goes with it.
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        while True:
-            try:
-                _got, _status, usage = os.wait4(-1, 0)
-            except ChildProcessError:
-                break
-            cpu += usage.ru_utime + usage.ru_stime
-            maxrss = max(maxrss, usage.ru_maxrss)
-        outcome.update(cpu_s=cpu, maxrss_kib=maxrss, wall_s=time.monotonic() - started)
+        _reap_all(outcome)
+        outcome["wall_s"] = time.monotonic() - started
         results.append(outcome)
         ok = outcome["exit_code"] == 0 and not outcome["timed_out"]
         if capture is not None:
@@ -394,7 +382,7 @@ def _run_direct(fds, status_fd):
 
 
 def _reap_all(outcome):
-    """Kill every process of the run (the jail's PID namespace minus this one) and reap them all."""
+    """Kill every process of this PID namespace but the caller, reap them, and add their usage to `outcome`."""
     try:
         os.kill(-1, signal.SIGKILL)
     except ProcessLookupError:

@@ -114,23 +114,32 @@ class DeploymentConfig:
 
     def check(self, path: str) -> None:
         self.scoring.validate(f"{path}.scoring")
-        for name in ("max_ongoing_requests", "max_queued_requests"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{path}.{name}: must be >= 1")
-        if self.num_cpus < 0:
-            raise ConfigError(f"{path}.num_cpus: must be >= 0")
-        _positive(self.graceful_shutdown_timeout_s, f"{path}.graceful_shutdown_timeout_s")
-        self.autoscaling.check(f"{path}.autoscaling")
+        _check_replica_limits(self, path)
 
     def serve_options(self) -> dict[str, Any]:
         """Keyword arguments for `Deployment.options`."""
-        return {
-            "max_ongoing_requests": self.max_ongoing_requests,
-            "max_queued_requests": self.max_queued_requests,
-            "autoscaling_config": dataclasses.asdict(self.autoscaling),
-            "graceful_shutdown_timeout_s": self.graceful_shutdown_timeout_s,
-            "ray_actor_options": _actor_options(self.num_cpus, self.resources, self.runtime_env.to_ray()),
-        }
+        return _replica_options(self, self.runtime_env.to_ray())
+
+
+def _check_replica_limits(cfg: DeploymentConfig | RouterConfig, path: str) -> None:
+    for name in ("max_ongoing_requests", "max_queued_requests"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{path}.{name}: must be >= 1")
+    if cfg.num_cpus < 0:
+        raise ConfigError(f"{path}.num_cpus: must be >= 0")
+    _positive(cfg.graceful_shutdown_timeout_s, f"{path}.graceful_shutdown_timeout_s")
+    cfg.autoscaling.check(f"{path}.autoscaling")
+
+
+def _replica_options(cfg: DeploymentConfig | RouterConfig, runtime_env: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for `Deployment.options`, shared by the verifier apps and the router."""
+    return {
+        "max_ongoing_requests": cfg.max_ongoing_requests,
+        "max_queued_requests": cfg.max_queued_requests,
+        "autoscaling_config": dataclasses.asdict(cfg.autoscaling),
+        "graceful_shutdown_timeout_s": cfg.graceful_shutdown_timeout_s,
+        "ray_actor_options": _actor_options(cfg.num_cpus, cfg.resources, runtime_env),
+    }
 
 
 @dataclass(frozen=True)
@@ -146,21 +155,10 @@ class RouterConfig:
     autoscaling: AutoscalingConfig = field(default_factory=AutoscalingConfig)
 
     def check(self, path: str) -> None:
-        for name in ("max_ongoing_requests", "max_queued_requests"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{path}.{name}: must be >= 1")
-        if self.num_cpus < 0:
-            raise ConfigError(f"{path}.num_cpus: must be >= 0")
-        self.autoscaling.check(f"{path}.autoscaling")
+        _check_replica_limits(self, path)
 
     def serve_options(self) -> dict[str, Any]:
-        return {
-            "max_ongoing_requests": self.max_ongoing_requests,
-            "max_queued_requests": self.max_queued_requests,
-            "autoscaling_config": dataclasses.asdict(self.autoscaling),
-            "graceful_shutdown_timeout_s": self.graceful_shutdown_timeout_s,
-            "ray_actor_options": _actor_options(self.num_cpus, self.resources, {}),
-        }
+        return _replica_options(self, {})
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
+from dashboard_http import http
 from ray.job_submission import JobStatus, JobSubmissionClient
 from ray.util.state import list_actors, list_nodes
 
@@ -99,16 +98,6 @@ def cluster() -> Iterator[LocalCluster]:
         ]
         shutil.rmtree(state, ignore_errors=True)
         assert not leaked, f"processes of the local cluster outlived `cluster.sh down`: {leaked}"
-
-
-def http(method: str, url: str, body: Any = None) -> tuple[int, str]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def math_app_config(grpc_port: int, http_port: int) -> dict[str, Any]:

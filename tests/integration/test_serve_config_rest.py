@@ -29,6 +29,7 @@ from typing import Any
 import grpc
 import pytest
 import yaml
+from dashboard_http import http
 
 from protos.arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
 from rewards.types import Sample
@@ -78,16 +79,6 @@ def stop_session(session_id: int) -> None:
                 pass
         assert time.monotonic() < deadline, f"processes of session {session_id} survive SIGKILL: {pids}"
         time.sleep(0.2)
-
-
-def http(method: str, url: str, body: Any = None) -> tuple[int, str]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def serve_config_v2() -> dict[str, Any]:
