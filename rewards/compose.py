@@ -90,17 +90,21 @@ def score_sample(
     sample: Sample,
     routing: RoutingConfig = DEFAULT_ROUTING,
     registry: Registry | None = None,
-    only: str | None = None,
+    only: str | tuple[str, ...] | None = None,
 ) -> ScoredSample:
-    """Score one sample with its task's routed verifiers (or just `only`)."""
+    """Score one sample with its task's routed verifiers, or with `only` (one name or several, each at
+    weight 1)."""
     registry = registry or default_registry()
     start = time.perf_counter()
     try:
-        route = [(only, 1.0)] if only else [(wv.verifier, wv.weight) for wv in routing.route(sample.task)]
+        if only:
+            route = [(name, 1.0) for name in ((only,) if isinstance(only, str) else only)]
+        else:
+            route = [(wv.verifier, wv.weight) for wv in routing.route(sample.task)]
         components = [(name, weight, run_verifier(name, sample, registry)) for name, weight in route]
     except SampleError as exc:
         return ScoredSample.input_error(sample.id, exc, (time.perf_counter() - start) * 1000)
-    reward, verdict, detail = compose(components)  # with `only`, that verifier's own reward and verdict
+    reward, verdict, detail = compose(components)  # with one name in `only`, its own reward and verdict
     return ScoredSample(
         id=sample.id,
         reward=reward,

@@ -4,9 +4,9 @@
         scored = await client.score(samples)          # one ScoredSample per sample, in order
 
 The client routes each sample itself with rewards.routing (the same config as
-`arbiter score`): one request per (sample, routed verifier), sent to that
-verifier's endpoint (ClientConfig.endpoints, else the default endpoint), and
-composes the components with rewards.compose.compose, so a task may mix built-in
+`arbiter score`): one request per (sample, endpoint) naming the routed verifiers
+served there (ClientConfig.endpoints, else the default endpoint), and composes
+the components with rewards.compose.compose, so a task may mix built-in
 verifiers with an external one served elsewhere. Requests are batched per
 endpoint (up to max_batch, or whatever arrived within max_wait_ms) into
 ScoreBatch calls under one concurrency limit; every call has a deadline;
@@ -29,7 +29,7 @@ import grpc
 from protos.arbiter.v1 import verifier_pb2, verifier_pb2_grpc
 from rewards.compose import ScoredSample, compose
 from rewards.routing import DEFAULT_ROUTING, RoutingConfig
-from rewards.types import Sample, SampleError, Verdict, VerifierResult
+from rewards.types import Sample, SampleError, VerifierResult
 from services import convert
 from services.auth import channel_credentials, token_metadata
 from services.config import ClientConfig, FaultPolicy
@@ -254,13 +254,18 @@ class VerifierClient:
         except SampleError as exc:
             return ScoredSample.input_error(sample.id, exc)
         message = convert.sample_to_proto(sample)
-        outcomes = await asyncio.gather(*(self._component(message, wv.verifier) for wv in route))
-        for outcome in outcomes:
-            if isinstance(outcome, SampleError):
-                return ScoredSample.input_error(sample.id, outcome, (time.perf_counter() - start) * 1000)
+        by_endpoint: dict[str, list[str]] = {}
+        for wv in route:
+            by_endpoint.setdefault(self.endpoint_of(wv.verifier), []).append(wv.verifier)
+        replies = await asyncio.gather(*(self._components(message, names) for names in by_endpoint.values()))
+        results: dict[str, VerifierResult] = {}
+        for reply in replies:
+            if isinstance(reply, SampleError):
+                return ScoredSample.input_error(sample.id, reply, (time.perf_counter() - start) * 1000)
+            results.update(reply)
         components: list[tuple[str, float, VerifierResult]] = []
-        for wv, result in zip(route, outcomes, strict=True):
-            assert isinstance(result, VerifierResult)
+        for wv in route:
+            result = results[wv.verifier]
             if result.verdict.is_fault:
                 policy = self.policy(wv.verifier)
                 if policy is FaultPolicy.FAIL:
@@ -272,34 +277,46 @@ class VerifierClient:
         return ScoredSample(sample.id, reward, verdict, {n: r for n, _, r in components},
                             (time.perf_counter() - start) * 1000, detail)
 
-    async def _component(self, message: verifier_pb2.Sample, verifier: str) -> VerifierResult | SampleError:
-        """One verifier's result for one sample, re-scored on a fault when its policy says RETRY."""
-        request = verifier_pb2.ScoreRequest(sample=message, verifier=verifier)
-        endpoint = self._endpoint(verifier)
-        tries = 1 + (self.config.retries if self.policy(verifier) is FaultPolicy.RETRY else 0)
-        for _ in range(tries):
-            try:
-                reply = await endpoint.submit(request)
-            except _RpcFailure as exc:  # already retried by the batcher where that could help
-                return VerifierResult.error(f"{endpoint.address}: {exc.code.name} after {exc.attempts} "
-                                            f"attempt(s): {exc.details}")
-            if reply.HasField("error"):
-                return SampleError(convert.field_from_wire(reply.error.field), reply.error.message)
-            result = _component_of(reply, verifier)
-            if not result.verdict.is_fault:
-                return result
-        return result
+    async def _components(self, message: verifier_pb2.Sample, verifiers: list[str]
+                          ) -> dict[str, VerifierResult] | SampleError:
+        """The results of verifiers served at one endpoint, from one request; a result that faulted is
+        re-scored alone while its policy says RETRY."""
+        endpoint = self._endpoint(verifiers[0])
+        results: dict[str, VerifierResult] = {}
+        try:
+            reply = await self._ask(endpoint, message, verifiers)
+            if isinstance(reply, SampleError):
+                return reply
+            for name in verifiers:
+                answered = any(c.verifier == name for c in reply.components)
+                # Missing from a shared reply: the job faulted on another verifier; this one is asked alone.
+                result = convert.component_of(reply, name) if answered or len(verifiers) == 1 else None
+                tries = self.config.retries if self.policy(name) is FaultPolicy.RETRY else 0
+                while result is None or (result.verdict.is_fault and tries > 0):
+                    if result is not None:
+                        tries -= 1
+                    again = await self._ask(endpoint, message, [name])
+                    if isinstance(again, SampleError):
+                        return again
+                    result = convert.component_of(again, name)
+                results[name] = result
+        except _RpcFailure as exc:  # already retried by the batcher where that could help
+            error = VerifierResult.error(f"{endpoint.address}: {exc.code.name} after {exc.attempts} attempt(s): "
+                                         f"{exc.details}")
+            return {name: results.get(name, error) for name in verifiers}
+        return results
 
-
-def _component_of(reply: verifier_pb2.ScoreResult, verifier: str) -> VerifierResult:
-    for component in reply.components:
-        if component.verifier == verifier:
-            return convert.result_from_proto(component.result)
-    # The server faulted before the verifier could answer (worker killed or died).
-    verdict = convert.verdict_from_proto(reply.verdict)
-    if verdict is Verdict.TIMEOUT:
-        return VerifierResult.timeout(reply.detail)
-    return VerifierResult.error(reply.detail or f"no result for verifier {verifier!r}")
+    @staticmethod
+    async def _ask(endpoint: _Endpoint, message: verifier_pb2.Sample, verifiers: list[str]
+                   ) -> verifier_pb2.ScoreResult | SampleError:
+        if len(verifiers) == 1:
+            request = verifier_pb2.ScoreRequest(sample=message, verifier=verifiers[0])
+        else:
+            request = verifier_pb2.ScoreRequest(sample=message, verifiers=verifiers)
+        reply = await endpoint.submit(request)
+        if reply.HasField("error"):
+            return SampleError(convert.field_from_wire(reply.error.field), reply.error.message)
+        return reply
 
 
 def score_sync(config: ClientConfig, samples: Sequence[Sample], routing: RoutingConfig | None = None

@@ -192,6 +192,18 @@ def scored_from_proto(msg: verifier_pb2.ScoreResult) -> ScoredSample:
     )
 
 
+def component_of(reply: verifier_pb2.ScoreResult, verifier: str) -> VerifierResult:
+    """`verifier`'s result in a reply; a reply without it faulted before that verifier could answer
+    (its worker was killed or died), so its own verdict stands in."""
+    for component in reply.components:
+        if component.verifier == verifier:
+            return result_from_proto(component.result)
+    verdict = verdict_from_proto(reply.verdict)
+    if verdict is Verdict.TIMEOUT:
+        return VerifierResult.timeout(reply.detail)
+    return VerifierResult.error(reply.detail or f"no result for verifier {verifier!r}")
+
+
 def cached_names(msg: verifier_pb2.ScoreResult) -> list[str]:
     return [c.verifier for c in msg.components if c.cached]
 

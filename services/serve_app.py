@@ -43,7 +43,7 @@ from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
 from protos.arbiter.v1 import verifier_pb2, verifier_pb2_grpc
-from rewards.compose import ScoredSample
+from rewards.compose import ScoredSample, compose
 from rewards.routing import DEFAULT_ROUTING, RoutingConfig
 from rewards.types import SampleError
 from services import convert
@@ -220,10 +220,7 @@ class Router:
     def _target(self, request: verifier_pb2.ScoreRequest) -> str:
         """The app (or "external:NAME") that scores this request; SampleError when none does."""
         if request.verifier:
-            if request.verifier not in self._targets:
-                known = ", ".join(sorted(self._targets))
-                raise SampleError("verifier", f"unknown verifier {request.verifier!r}; served: {known}")
-            return self._targets[request.verifier]
+            return self._owner(request.verifier, "verifier")
         if not request.HasField("sample") or not request.sample.task:
             raise SampleError("sample.task", "must be a non-empty string when no verifier is named")
         try:
@@ -233,6 +230,25 @@ class Router:
         if primary not in self._targets:
             raise SampleError("sample.task", f"task {request.sample.task!r} routes to {primary!r}, which no app serves")
         return self._targets[primary]
+
+    def _owner(self, verifier: str, field_name: str) -> str:
+        if verifier not in self._targets:
+            known = ", ".join(sorted(self._targets))
+            raise SampleError(field_name, f"unknown verifier {verifier!r}; served: {known}")
+        return self._targets[verifier]
+
+    def _parts(self, request: verifier_pb2.ScoreRequest) -> list[tuple[str, list[str], verifier_pb2.ScoreRequest]]:
+        """(target, verifiers it scores, request) for each app a request goes to: one, unless it names
+        verifiers that different apps serve; then each app gets the ones it serves."""
+        if request.verifier or not request.verifiers:
+            return [(self._target(request), [request.verifier], request)]
+        by_target: dict[str, list[str]] = {}
+        for name in request.verifiers:
+            by_target.setdefault(self._owner(name, "verifiers"), []).append(name)
+        if len(by_target) == 1:
+            return [(target, names, request) for target, names in by_target.items()]
+        return [(target, names, verifier_pb2.ScoreRequest(sample=request.sample, verifiers=names))
+                for target, names in by_target.items()]
 
     async def _remote(self, owner: str, method: str, request: Any) -> Any:
         """Call `method` on the app (through its handle) or external server `owner`; failures as CallFailed."""
@@ -257,18 +273,24 @@ class Router:
     async def _dispatch(self, requests: list[verifier_pb2.ScoreRequest]) -> list[Any]:
         """One result per request, in order; unroutable requests get their input error as a result."""
         results: list[Any] = [None] * len(requests)
-        groups: dict[str, list[int]] = {}
+        groups: dict[str, list[tuple[int, list[str], verifier_pb2.ScoreRequest]]] = {}
         for i, request in enumerate(requests):
             try:
-                groups.setdefault(self._target(request), []).append(i)
+                parts = self._parts(request)
             except SampleError as exc:
                 sample_id = request.sample.id or None
                 results[i] = convert.scored_to_proto(ScoredSample.input_error(sample_id, exc))
+                continue
+            for target, names, part in parts:
+                groups.setdefault(target, []).append((i, names, part))
         targets = list(groups)
-        answers = await asyncio.gather(*(self._forward(t, [requests[i] for i in groups[t]]) for t in targets))
+        answers = await asyncio.gather(*(self._forward(t, [part for _, _, part in groups[t]]) for t in targets))
+        answered: dict[int, list[tuple[list[str], Any]]] = {}
         for target, answer in zip(targets, answers, strict=True):
-            for i, result in zip(groups[target], answer, strict=True):
-                results[i] = result
+            for (i, names, _), result in zip(groups[target], answer, strict=True):
+                answered.setdefault(i, []).append((names, result))
+        for i, parts in answered.items():
+            results[i] = parts[0][1] if len(parts) == 1 else _merge(requests[i], parts)
         return results
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
@@ -367,6 +389,20 @@ class Router:
 
 
 # --- application builders ----------------------------------------------------------------------
+
+
+def _merge(request: verifier_pb2.ScoreRequest, parts: list[tuple[list[str], Any]]) -> verifier_pb2.ScoreResult:
+    """One result for a request split across apps, as one app serving all its verifiers would answer:
+    components in the requested order, their unweighted composition."""
+    for _, part in parts:
+        if part.HasField("error"):
+            return part
+    answers = {name: convert.component_of(part, name) for names, part in parts for name in names}
+    components = [(name, 1.0, answers[name]) for name in request.verifiers]
+    reward, verdict, detail = compose(components)
+    scored = ScoredSample(request.sample.id or None, reward, verdict, {n: r for n, _, r in components},
+                          max(part.elapsed_ms for _, part in parts), detail)
+    return convert.scored_to_proto(scored, [n for _, part in parts for n in convert.cached_names(part)])
 
 
 def _parse(cls: type, args: Any) -> Any:

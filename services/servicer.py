@@ -155,23 +155,29 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
                               f"max_completion_chars={self.config.max_completion_chars}")
         assert self.catalogue is not None
         served = self.catalogue.verifiers
-        if request.verifier:
-            if request.verifier not in served:
-                known = ", ".join(sorted(served))
-                raise SampleError("verifier", f"unknown verifier {request.verifier!r}; served: {known}")
-            names = [request.verifier]
-        else:
-            try:
-                names = [wv.verifier for wv in self.routing.route(sample.task)]
-            except SampleError as exc:
-                raise SampleError("sample.task", exc.message) from None
-            missing = [n for n in names if n not in served]
-            if missing:
-                raise SampleError("sample.task", f"task {sample.task!r} routes to {missing[0]!r}, "
-                                  "which this server does not serve")
-        return self._job(sample, request.verifier or None, names)
+        named = [request.verifier] if request.verifier else list(request.verifiers)
+        if request.verifier and request.verifiers:
+            raise SampleError("verifiers", "set either verifier or verifiers, not both")
+        if named:
+            field = "verifier" if request.verifier else "verifiers"
+            for name in named:
+                if name not in served:
+                    known = ", ".join(sorted(served))
+                    raise SampleError(field, f"unknown verifier {name!r}; served: {known}")
+            if len(set(named)) != len(named):
+                raise SampleError(field, f"names a verifier twice: {named}")
+            return self._job(sample, tuple(named), named)
+        try:
+            names = [wv.verifier for wv in self.routing.route(sample.task)]
+        except SampleError as exc:
+            raise SampleError("sample.task", exc.message) from None
+        missing = [n for n in names if n not in served]
+        if missing:
+            raise SampleError("sample.task", f"task {sample.task!r} routes to {missing[0]!r}, "
+                              "which this server does not serve")
+        return self._job(sample, None, names)
 
-    def _job(self, sample: Sample, only: str | None, names: list[str]) -> Job:
+    def _job(self, sample: Sample, only: tuple[str, ...] | None, names: list[str]) -> Job:
         digests, known = {}, {}
         if self.cache.enabled:
             assert self.catalogue is not None
@@ -262,7 +268,7 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
             raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, f"verifier {verifier!r} is unavailable: {why}")
         self._admit(1)
         try:
-            scored, _ = await self._score_job(self._job(sample, verifier, [verifier]))
+            scored, _ = await self._score_job(self._job(sample, (verifier,), [verifier]))
         finally:
             await self._release(1)
         return scored

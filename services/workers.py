@@ -86,7 +86,8 @@ class Catalogue:
 @dataclass(frozen=True)
 class Job:
     sample: Sample
-    only: str | None
+    only: tuple[str, ...] | None
+    """The verifiers the request named, or None: route by the sample's task."""
     # verifier -> reference digest, for the verifiers whose results are cached
     digests: dict[str, str] = field(default_factory=dict)
     # verifier -> entry key -> result: the server's cache entries already known for that digest

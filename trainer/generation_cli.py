@@ -43,11 +43,11 @@ def generate_and_score(args: argparse.Namespace) -> tuple[list[PromptItem], list
     texts: list[list[str]] = []
     for start in range(0, len(prompts), args.batch_prompts):
         part = prompts[start : start + args.batch_prompts]
-        ids = sample(model, tokenizer, [p.prompt for p in part], args.samples, args.max_new_tokens,
-                     args.temperature, args.seed + start)
+        rows = sample(model, tokenizer, [p.prompt for p in part], args.samples, args.max_new_tokens,
+                      args.temperature, args.seed + start)
         for i in range(len(part)):
-            texts.append([tokenizer.decode(row, skip_special_tokens=True)
-                          for row in ids[i * args.samples : (i + 1) * args.samples]])
+            texts.append([tokenizer.decode(row.token_ids, skip_special_tokens=True)
+                          for row in rows[i * args.samples : (i + 1) * args.samples]])
     samples = [
         Sample(id=f"{p.id}#{j}", task=p.task, completion=text, prompt=p.prompt, answer=p.answer,
                metadata=dict(p.metadata))

@@ -5,12 +5,16 @@
                                       actor with the newest weights
     chunk tasks (one per chunk)       await the actor's completions, send them to the verifiers at once
                                       (they stream to scoring as each chunk finishes), collect the scores
-    learner (the caller)              `await pipeline.next_batch()`: the step's groups, complete and scored
+    learner (the caller)              `rollouts = await pipeline.next_rollouts()`: the step's completions,
+                                      all generated (its forward pass needs no rewards), then
+                                      `await rollouts.scored`: the step's groups, complete and scored
 
 With max_staleness 0 the learner and the rollouts take turns (synchronous GRPO). With 1, the
 actors generate step s+1 while the learner trains on step s, so the learner's wait shrinks to
-whatever generation plus scoring takes beyond one update. Old log-probs always come from the
-generating weights, so the ratio in the loss corrects for the lag.
+whatever generation plus scoring takes beyond one update; and because the learner gets a step's
+completions before their scores, its forward pass runs while the last chunk is still being
+scored. Old log-probs always come from the generating weights, so the ratio in the loss corrects
+for the lag.
 """
 
 from __future__ import annotations
@@ -43,21 +47,38 @@ class Group:
 class StepBatch:
     step: int
     groups: list[Group]
-    generated_at: float
-    """Monotonic time the last chunk finished generating: any wait after it is a wait on rewards."""
+    """In the order of `StepRollouts.completions`: group i holds completions i*G .. i*G+G-1."""
     generate_s: float = 0.0
     score_s: float = 0.0
     """Mean time one chunk's scoring took (sent to all results back)."""
 
 
 @dataclass
+class StepRollouts:
+    """A step's completions once all are generated; `scored` resolves when all are scored too."""
+
+    step: int
+    completions: list[Completion]
+    """Chunk order, each prompt's G completions consecutive."""
+    scored: asyncio.Future[StepBatch]
+
+
+@dataclass
 class _Pending:
-    chunks_left: int
+    chunks: int
+    generated: asyncio.Future[StepRollouts]
+    scored: asyncio.Future[StepBatch]
+    rollouts: dict[int, RolloutChunk] = field(default_factory=dict)  # by chunk index
     groups: dict[int, list[Group]] = field(default_factory=dict)  # by chunk index
-    generated_at: float = 0.0
     generate_s: float = 0.0
     score_s: float = 0.0
-    done: asyncio.Future[StepBatch] | None = None
+
+    def fail(self, exc: Exception) -> None:
+        if not self.generated.done():
+            self.generated.set_exception(exc)
+            self.scored.cancel()  # only ever handed out inside `generated`'s result
+        elif not self.scored.done():
+            self.scored.set_exception(exc)
 
 
 def step_prompts(prompts: list[PromptItem], step: int, count: int, seed: int) -> list[PromptItem]:
@@ -130,17 +151,16 @@ class Pipeline:
             self.weights = weights
             self._changed.notify_all()
 
-    async def next_batch(self) -> StepBatch:
+    async def next_rollouts(self) -> StepRollouts:
+        """The next step's completions, once all are generated (their scores may still be on the way)."""
         step = self.next_step
         async with self._changed:
             await self._changed.wait_for(lambda: step in self._pending or self._producer_failed())
         self._raise_producer_error()
-        pending = self._pending[step]
-        assert pending.done is not None
-        batch = await pending.done
+        rollouts = await self._pending[step].generated
         del self._pending[step]
         self.next_step += 1
-        return batch
+        return rollouts
 
     def _producer_failed(self) -> bool:
         return self._producer is not None and self._producer.done()
@@ -159,7 +179,8 @@ class Pipeline:
             async with self._changed:
                 await self._changed.wait_for(lambda s=step: self.version >= s - g.max_staleness)
                 version, weights = self.version, self.weights
-                pending = _Pending(chunks_left=r.chunks_per_step, done=asyncio.get_running_loop().create_future())
+                loop = asyncio.get_running_loop()
+                pending = _Pending(r.chunks_per_step, loop.create_future(), loop.create_future())
                 self._pending[step] = pending
                 self._changed.notify_all()
             chosen = step_prompts(self.prompts, step, g.prompts_per_step, self.cfg.seed)
@@ -178,31 +199,30 @@ class Pipeline:
             step += 1
 
     async def _chunk(self, step: int, ref: Any, pending: _Pending) -> None:
-        assert pending.done is not None
         try:
             chunk: RolloutChunk = await ref
-            pending.generated_at = max(pending.generated_at, time.monotonic())
+            index = chunk.request.chunk
+            pending.rollouts[index] = chunk
             pending.generate_s += chunk.generate_s
+            if len(pending.rollouts) == pending.chunks:
+                # Chunk order, not arrival order: the batch (and a resumed run) does not depend on timing.
+                completions = [c for i in sorted(pending.rollouts) for c in pending.rollouts[i].completions]
+                pending.generated.set_result(StepRollouts(step, completions, pending.scored))
             sent = time.monotonic()
             scores = await self.rewards.score(to_samples(chunk, step))
             pending.score_s += time.monotonic() - sent
             if len(scores) != len(chunk.completions):
                 raise RuntimeError(f"reward client returned {len(scores)} results for {len(chunk.completions)} samples")
             g = chunk.request.group_size
-            pending.groups[chunk.request.chunk] = [
+            pending.groups[index] = [
                 Group(prompt, list(chunk.completions[i * g : (i + 1) * g]), list(scores[i * g : (i + 1) * g]))
                 for i, prompt in enumerate(chunk.request.prompts)
             ]
-            pending.chunks_left -= 1
-            if pending.chunks_left == 0 and not pending.done.done():
-                # Chunk order, not arrival order: the batch (and a resumed run) does not depend on timing.
-                groups = [group for index in sorted(pending.groups) for group in pending.groups[index]]
-                mean_score_s = pending.score_s / self.cfg.rollout.chunks_per_step
-                pending.done.set_result(StepBatch(step, groups, pending.generated_at, pending.generate_s,
-                                                  mean_score_s))
-        except BaseException as exc:  # the learner awaits this future: it must hear about any failure
-            if not pending.done.done():
-                pending.done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("chunk cancelled"))
+            if len(pending.groups) == pending.chunks and not pending.scored.done():
+                groups = [group for i in sorted(pending.groups) for group in pending.groups[i]]
+                pending.scored.set_result(StepBatch(step, groups, pending.generate_s, pending.score_s / pending.chunks))
+        except BaseException as exc:  # the learner awaits these futures: it must hear about any failure
+            pending.fail(exc if isinstance(exc, Exception) else RuntimeError("chunk cancelled"))
             raise
 
     async def close(self) -> None:

@@ -97,6 +97,14 @@ def cut_at_eos(row: list[int], eos_id: int) -> list[int]:
     return row[: row.index(eos_id) + 1] if eos_id in row else row
 
 
+@dataclass(frozen=True)
+class Sampled:
+    token_ids: list[int]
+    """Generated ids up to and including the first EOS."""
+    logps: list[float]
+    """Log-prob of each token under the sampling policy at the sampling temperature."""
+
+
 @torch.no_grad()
 def sample(
     model: PreTrainedModel,
@@ -106,8 +114,12 @@ def sample(
     max_new_tokens: int,
     temperature: float,
     seed: int,
-) -> list[list[int]]:
-    """Draw `num_samples` completions per prompt (grouped consecutively) with plain ancestral sampling."""
+) -> list[Sampled]:
+    """Draw `num_samples` completions per prompt (grouped consecutively) with plain ancestral sampling.
+
+    The log-probs come from the logits `generate` sampled from (as vLLM returns them), so no
+    second forward pass is needed; they equal `completion_logps` of the same weights.
+    """
     from transformers import GenerationConfig
 
     torch.manual_seed(seed)
@@ -116,10 +128,14 @@ def sample(
     generation = GenerationConfig(
         do_sample=True, temperature=temperature, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        output_logits=True, return_dict_in_generate=True,
     )
     was_training = model.training
     model.eval()
     out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=generation)
     model.train(was_training)
-    generated = out[:, prompt_ids.size(1) :].tolist()  # (B*n, <=max_new_tokens)
-    return [cut_at_eos(row, tokenizer.eos_token_id) for row in generated]
+    generated = out.sequences[:, prompt_ids.size(1) :]  # (B*n, T)
+    logits = torch.stack(out.logits, dim=1).float() / temperature  # (B*n, T, V), unprocessed
+    logps = torch.log_softmax(logits, dim=-1).gather(-1, generated.unsqueeze(-1)).squeeze(-1)  # (B*n, T)
+    rows = [cut_at_eos(row, tokenizer.eos_token_id) for row in generated.tolist()]
+    return [Sampled(row, logps[i, : len(row)].tolist()) for i, row in enumerate(rows)]

@@ -55,7 +55,7 @@ def _seed_for(req: RolloutRequest) -> int:
 
 
 class _HFGenerator:
-    """transformers generate + a forward pass of the same weights for the sampling log-probs."""
+    """transformers generate; the sampling log-probs come from the logits it sampled from."""
 
     def __init__(self, model: Any, tokenizer: Any) -> None:
         self.model, self.tokenizer = model, tokenizer
@@ -64,15 +64,11 @@ class _HFGenerator:
         self.model.load_state_dict(state_dict)
 
     def generate(self, req: RolloutRequest) -> list[tuple[list[int], list[float]]]:
-        from trainer.policy import completion_logps, make_batch, sample
+        from trainer.policy import sample
 
-        prompts = [p.prompt for p in req.prompts]
-        ids = sample(self.model, self.tokenizer, prompts, req.group_size, req.max_new_tokens, req.temperature,
-                     _seed_for(req))
-        expanded = [p for p in prompts for _ in range(req.group_size)]
-        with torch.no_grad():
-            logps = completion_logps(self.model, make_batch(self.tokenizer, expanded, ids), req.temperature)  # (B, T)
-        return [(row, logps[i, : len(row)].tolist()) for i, row in enumerate(ids)]
+        rows = sample(self.model, self.tokenizer, [p.prompt for p in req.prompts], req.group_size,
+                      req.max_new_tokens, req.temperature, _seed_for(req))
+        return [(row.token_ids, row.logps) for row in rows]
 
 
 class _VLLMGenerator:

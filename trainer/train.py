@@ -183,12 +183,21 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
     return rows
 
 
+def _timed(fn: Any, *args: Any) -> tuple[Any, float]:
+    """fn(*args) and the monotonic time it returned."""
+    return fn(*args), time.monotonic()
+
+
+async def _timed_await(future: Any) -> tuple[Any, float]:
+    return await future, time.monotonic()
+
+
 async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_model: Any, tokenizer: Any,
                 optimizer: torch.optim.Optimizer, workers: list[Any], prompts: list[PromptItem], routing: RoutingConfig,
                 output: Path, first_step: int, started: float, progress: bool) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
-    from trainer.learner import grpo_update, learning_rate, reward_metrics
+    from trainer.learner import grpo_update, learning_rate, policy_forward, reward_metrics
     from trainer.pipeline import Pipeline
     from trainer.reward_client import open_reward_client
     from trainer.rollout import publish_weights
@@ -203,16 +212,19 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_mo
             last_end = time.monotonic()
             for step in range(first_step, cfg.grpo.steps):
                 wait_start = time.monotonic()
-                batch = await pipeline.next_batch()
-                got = time.monotonic()
+                rollouts = await pipeline.next_rollouts()
+                generated = time.monotonic()
+                (forward, forward_done), (batch, scored) = await asyncio.gather(
+                    asyncio.to_thread(_timed, policy_forward, model, ref_model, tokenizer, rollouts.completions,
+                                      cfg.grpo),
+                    _timed_await(rollouts.scored),
+                )
                 update = await asyncio.to_thread(
-                    grpo_update, model, ref_model, tokenizer, optimizer, batch.groups, cfg.grpo, step,
-                    cfg.seed * 1_000_003 + step,
+                    grpo_update, model, optimizer, forward, batch.groups, cfg.grpo, step, cfg.seed * 1_000_003 + step,
                 )
                 await pipeline.publish(publish_weights(model))
                 end = time.monotonic()
                 step_time = end - last_end
-                reward_wait = max(0.0, got - max(wait_start, batch.generated_at))
                 row = {
                     "step": step,
                     **reward_metrics(batch.groups, step, primary),
@@ -223,8 +235,9 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_mo
                     "learning_rate": learning_rate(cfg.grpo, step),
                     "grad_norm": update.grad_norm,
                     "groups_kept": update.groups_kept,
-                    "learner_wait_fraction": (got - wait_start) / step_time if step_time > 0 else 0.0,
-                    "reward_wait_fraction": reward_wait / step_time if step_time > 0 else 0.0,
+                    # Waiting on rewards: scores still missing after the forward pass that overlapped them.
+                    "learner_wait_fraction": max(0.0, scored - forward_done) / step_time if step_time > 0 else 0.0,
+                    "generation_wait_fraction": (generated - wait_start) / step_time if step_time > 0 else 0.0,
                     "step_time_s": step_time,
                     "generate_s": batch.generate_s,
                     "chunk_score_s": batch.score_s,

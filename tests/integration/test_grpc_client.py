@@ -79,6 +79,17 @@ def test_client_batches_by_size(server):
     assert count - before_count == 4  # full batches leave at once, without waiting 200 ms
 
 
+def test_verifiers_of_a_task_served_at_one_endpoint_are_asked_in_one_request(server):
+    batches = server.server.metrics.batch_size
+    before_count, before_sum = _histogram(batches)
+    samples = [Sample(id=f"one{i}", task="exact", completion="<answer>7</answer>", answer="7") for i in range(6)]
+    results = score_sync(config(server, max_batch=64, max_wait_ms=200.0), samples, ROUTES)
+    assert all(set(r.components) == {"exact", "format"} for r in results)
+    assert results[0].reward == pytest.approx(1.0)  # routing weights: exact 1.0 + format 0.5 x 0 (no think tag)
+    count, total = _histogram(batches)
+    assert (count - before_count, total - before_sum) == (1, 6)  # six requests, not twelve
+
+
 def _histogram(histogram) -> tuple[float, float]:
     values = {s.name: s.value for metric in histogram.collect() for s in metric.samples}
     return values["arbiter_batch_size_count"], values["arbiter_batch_size_sum"]
@@ -136,6 +147,13 @@ def test_mask_policy_drops_the_faulted_verifier_from_the_reward(server):
     assert "masked error" in scored.components["crash"].detail
     assert scored.reward == 0.0  # format alone: "die" is not well formed
     assert scored.verdict is Verdict.INCORRECT
+
+
+def test_a_verifier_whose_shared_request_died_with_another_is_asked_again_alone(server):
+    cfg = config(server, fault_policy={"crash": FaultPolicy.MASK, "format": FaultPolicy.FAIL})
+    [scored] = score_sync(cfg, [DYING], MIXED)  # format's first answer died with crash's worker: not its fault
+    assert scored.components["format"].verdict is Verdict.INCORRECT
+    assert scored.components["crash"].verdict is Verdict.NOT_APPLICABLE
 
 
 def test_fail_policy_raises_verifier_fault(server):

@@ -64,6 +64,13 @@ def test_score_with_an_explicit_verifier_uses_that_verifier_alone(stub):
     assert result.reward == 1.0
 
 
+def test_request_naming_several_verifiers_gets_each_component_in_order_and_their_sum(stub):
+    named = verifier_pb2.ScoreRequest(sample=sample("v", task="exact", answer="4"), verifiers=["format", "exact"])
+    result = stub.Score(named, timeout=30)
+    assert [c.verifier for c in result.components] == ["format", "exact"]
+    assert result.reward == pytest.approx(2.0)  # unweighted: the caller weights the components
+
+
 def test_batch_with_one_bad_item_answers_every_item(stub):
     batch = verifier_pb2.ScoreBatchRequest(requests=[
         request("ok-1"),
@@ -111,6 +118,12 @@ def test_describe_gives_version_and_reference(stub):
     [
         (lambda s: s.Score(verifier_pb2.ScoreRequest(), timeout=10), "sample:"),
         (lambda s: s.Score(request("x", verifier="nope"), timeout=10), "verifier:"),
+        (lambda s: s.Score(verifier_pb2.ScoreRequest(sample=sample("x"), verifiers=["format", "nope"]), timeout=10),
+         "verifiers:"),
+        (lambda s: s.Score(verifier_pb2.ScoreRequest(sample=sample("x"), verifiers=["format", "format"]), timeout=10),
+         "verifiers:"),
+        (lambda s: s.Score(verifier_pb2.ScoreRequest(sample=sample("x"), verifier="format", verifiers=["exact"]),
+                           timeout=10), "verifiers:"),
         (lambda s: s.Score(request("x", task="nope"), timeout=10), "sample.task:"),
         (lambda s: s.Score(request("x", metadata_json="[1]"), timeout=10), "sample.metadata_json:"),
         (lambda s: s.Score(request("x", completion="x" * 1001), timeout=10), "sample.completion:"),
@@ -119,7 +132,8 @@ def test_describe_gives_version_and_reference(stub):
          "requests:"),
         (lambda s: s.Describe(verifier_pb2.DescribeRequest(name="nope"), timeout=10), "name:"),
     ],
-    ids=["no-sample", "unknown-verifier", "unknown-task", "metadata-not-object", "completion-too-long",
+    ids=["no-sample", "unknown-verifier", "unknown-in-verifiers", "verifiers-repeat-a-name", "verifier-and-verifiers",
+         "unknown-task", "metadata-not-object", "completion-too-long",
          "verifier-rejects-sample", "batch-too-large", "describe-unknown"],
 )
 def test_malformed_request_is_invalid_argument_naming_the_field(stub, call, field):

@@ -253,8 +253,8 @@ def training_run(cluster: LocalCluster, math_app: str, tmp_path_factory: pytest.
         step_s = sum(row["step_time_s"] for row in rows[1:]) / (len(rows) - 1)
         print(
             f"figures: {len(rows)} steps, {step_s:.2f} s/step after the first, {8 * 4 / step_s:.0f} completions/s, "
-            f"learner waits {sum(r['learner_wait_fraction'] for r in rows) / len(rows):.0%} of a step, "
-            f"on rewards {sum(r['reward_wait_fraction'] for r in rows) / len(rows):.0%}"
+            f"learner waits on rewards {sum(r['learner_wait_fraction'] for r in rows) / len(rows):.0%} of a step, "
+            f"on generation {sum(r['generation_wait_fraction'] for r in rows) / len(rows):.0%}"
         )
     return TrainingRun(status, jobs.get_job_logs(job), where, driver_node, rows)
 

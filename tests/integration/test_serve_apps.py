@@ -62,6 +62,16 @@ def test_score_through_serve_proxy_composes_math_and_format(serve_apps, app):
     assert result.reward == pytest.approx(2.0)
 
 
+def test_router_splits_a_request_whose_verifiers_different_apps_serve_and_merges_the_answers(serve_apps):
+    named = verifier_pb2.ScoreRequest(sample=math_sample("split"), verifiers=["repetition", "math"])  # rules, math
+    result = call(serve_apps, "router", "Score", named)
+    assert result.id == "split"
+    assert [c.verifier for c in result.components] == ["repetition", "math"]
+    math_score = result.components[1].result.score
+    assert result.reward == pytest.approx(result.components[0].result.score + math_score)
+    assert math_score == 1.0
+
+
 @pytest.mark.parametrize("app", ["math", "router"])
 def test_score_batch_answers_each_item_in_order(serve_apps, app):
     requests = [verifier_pb2.ScoreRequest(sample=math_sample(f"b{i}", answer=str(i), boxed="3")) for i in range(6)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 
 import pytest
@@ -80,3 +81,51 @@ def test_vllm_rollout_on_gpu(ray_cluster, tmp_path) -> None:
     for i, c in enumerate(chunk.completions):
         assert torch.allclose(learner[i, : len(c.logps)], torch.tensor(c.logps), atol=1e-2)  # bf16/fp16 kernels
     ray.kill(worker)
+
+
+class GatedRewards:
+    """In-process scoring that holds every answer until the test opens the gate."""
+
+    def __init__(self) -> None:
+        from rewards.routing import RoutingConfig
+        from trainer.reward_client import InProcessRewardClient
+
+        self.scorer = InProcessRewardClient(RoutingConfig.from_dict({"tasks": {"math": {"math": 1.0, "format": 1.0}}}))
+        self.gate = asyncio.Event()
+
+    async def score(self, samples):
+        scored = await self.scorer.score(samples)
+        await self.gate.wait()
+        return scored
+
+
+def test_the_learner_gets_a_steps_completions_before_their_scores_in_group_order(ray_cluster, tmp_path) -> None:
+    from trainer.config import load_config
+    from trainer.pipeline import Pipeline
+
+    cfg = load_config(None, {"grpo.steps": 1, "grpo.prompts_per_step": 6, "grpo.group_size": 3,
+                             "grpo.max_completion_tokens": 8, "rollout.chunks_per_step": 3})
+    model, tok = load_policy(ModelConfig(), seed=0)
+    workers = start_workers(2, 0.5, model, tok, str(tmp_path))
+    prompts = [PromptItem(f"p{i}", f"What is {i}+1?", str(i + 1), "math") for i in range(6)]
+    rewards = GatedRewards()
+
+    async def run():
+        pipeline = Pipeline(cfg, workers, rewards, prompts, 0, publish_weights(model))
+        pipeline.start()
+        try:
+            rollouts = await asyncio.wait_for(pipeline.next_rollouts(), 60)
+            assert not rollouts.scored.done()  # every chunk generated, none scored yet
+            rewards.gate.set()
+            return rollouts, await asyncio.wait_for(rollouts.scored, 60)
+        finally:
+            await pipeline.close()
+            rewards.scorer.close()
+
+    rollouts, batch = asyncio.run(run())
+    assert len(rollouts.completions) == 6 * 3
+    in_groups = [c for group in batch.groups for c in group.completions]
+    assert in_groups == rollouts.completions  # row i of the learner's forward pass is sample i of the batch
+    assert all(len(group.scores) == 3 for group in batch.groups)
+    for w in workers:
+        ray.kill(w)

@@ -92,11 +92,10 @@ def _group(rewards: list[float | None]):
 
 
 def test_dynamic_sampling_drops_groups_without_reward_spread() -> None:
-    from trainer.learner import keep_informative
+    from trainer.learner import informative_groups
 
-    informative = _group([1.0, 0.0, None])
-    kept = keep_informative([_group([1.0, 1.0, 1.0]), informative, _group([0.0, None, 0.0])])
-    assert kept == [informative]
+    groups = [_group([1.0, 1.0, 1.0]), _group([1.0, 0.0, None]), _group([0.0, None, 0.0])]
+    assert informative_groups(groups) == [1]
 
 
 def test_shuffled_rewards_are_a_permutation() -> None:

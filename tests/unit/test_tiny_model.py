@@ -50,15 +50,18 @@ def test_tiny_model_is_a_small_qwen2(policy) -> None:
     assert sum(p.numel() for p in model.parameters()) < 500_000
 
 
-def test_sampling_logps_match_a_forward_pass_regardless_of_padding(policy) -> None:
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_sampling_logps_match_a_forward_pass_regardless_of_padding(policy, temperature) -> None:
     model, tok = policy
     prompts = ["What is 1+2?", "Hi"]  # different lengths: the short one is left-padded
-    ids = sample(model, tok, prompts, num_samples=3, max_new_tokens=8, temperature=1.0, seed=0)
+    rows = sample(model, tok, prompts, num_samples=3, max_new_tokens=8, temperature=temperature, seed=0)
     expanded = [p for p in prompts for _ in range(3)]
-    together = completion_logps(model, make_batch(tok, expanded, ids))
-    for i, row in enumerate(ids):
-        alone = completion_logps(model, make_batch(tok, [expanded[i]], [row]))
-        assert torch.allclose(together[i, : len(row)], alone[0, : len(row)], atol=1e-5)
+    together = completion_logps(model, make_batch(tok, expanded, [r.token_ids for r in rows]), temperature)
+    for i, row in enumerate(rows):
+        alone = completion_logps(model, make_batch(tok, [expanded[i]], [row.token_ids]), temperature)
+        assert len(row.logps) == len(row.token_ids)
+        assert torch.allclose(together[i, : len(row.logps)], alone[0, : len(row.logps)], atol=1e-5)
+        assert torch.allclose(torch.tensor(row.logps), alone[0, : len(row.logps)], atol=1e-5)
 
 
 def test_generation_stops_after_eos() -> None:
@@ -82,3 +85,35 @@ def test_cold_start_examples_are_well_formed_and_only_partly_right() -> None:
 def test_cold_start_needs_an_expression_in_the_prompt() -> None:
     with pytest.raises(ValueError, match="no arithmetic expression"):
         cold_start_examples([PromptItem("p", "Say hi", "hi", "math")], 1, 0.0, 0)
+
+
+def test_dynamic_sampling_updates_on_exactly_the_informative_groups_rows(policy) -> None:
+    import copy
+
+    from rewards.compose import ScoredSample
+    from trainer.config import GRPOConfig
+    from trainer.learner import grpo_update, policy_forward
+    from trainer.pipeline import Group
+    from trainer.rollout import Completion
+
+    model, tok = policy
+    prompts = [PromptItem("flat", "What is 1+2?", "3", "math"), PromptItem("spread", "What is 2+2?", "4", "math")]
+    rows = sample(model, tok, [p.prompt for p in prompts], num_samples=2, max_new_tokens=6, temperature=1.0, seed=0)
+    completions = [Completion(prompts[i // 2], i % 2, tuple(r.token_ids), "", tuple(r.logps), 0)
+                   for i, r in enumerate(rows)]
+    rewards = [[1.0, 1.0], [1.0, 0.0]]  # the first group has no spread: zero advantage everywhere
+    groups = [Group(prompts[g], completions[2 * g : 2 * g + 2],
+                    [ScoredSample(f"{g}{j}", r, Verdict.CORRECT) for j, r in enumerate(rewards[g])]) for g in range(2)]
+    cfg = GRPOConfig(group_size=2, dynamic_sampling=True, loss_type="bnpo")
+
+    def update(groups: list[Group], dynamic: bool) -> torch.nn.Module:
+        learner = copy.deepcopy(model)
+        optimizer = torch.optim.SGD(learner.parameters(), lr=0.1)
+        step_cfg = GRPOConfig(**{**cfg.__dict__, "dynamic_sampling": dynamic})
+        forward = policy_forward(learner, None, tok, [c for g in groups for c in g.completions], step_cfg)
+        assert grpo_update(learner, optimizer, forward, groups, step_cfg, 20, 0).groups_kept == 1
+        return learner
+
+    filtered, alone = update(groups, dynamic=True), update(groups[1:], dynamic=False)
+    for a, b in zip(filtered.parameters(), alone.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-7)
