@@ -309,11 +309,7 @@ class VerifierClient:
     @staticmethod
     async def _ask(endpoint: _Endpoint, message: verifier_pb2.Sample, verifiers: list[str]
                    ) -> verifier_pb2.ScoreResult | SampleError:
-        if len(verifiers) == 1:
-            request = verifier_pb2.ScoreRequest(sample=message, verifier=verifiers[0])
-        else:
-            request = verifier_pb2.ScoreRequest(sample=message, verifiers=verifiers)
-        reply = await endpoint.submit(request)
+        reply = await endpoint.submit(convert.score_request(message, verifiers))
         if reply.HasField("error"):
             return SampleError(convert.field_from_wire(reply.error.field), reply.error.message)
         return reply

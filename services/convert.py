@@ -192,6 +192,14 @@ def scored_from_proto(msg: verifier_pb2.ScoreResult) -> ScoredSample:
     )
 
 
+def score_request(sample: verifier_pb2.Sample, verifiers: list[str]) -> verifier_pb2.ScoreRequest:
+    """A request for these verifiers; one alone goes in `verifier`, which servers built before
+    `verifiers` existed understand too."""
+    if len(verifiers) == 1:
+        return verifier_pb2.ScoreRequest(sample=sample, verifier=verifiers[0])
+    return verifier_pb2.ScoreRequest(sample=sample, verifiers=verifiers)
+
+
 def component_of(reply: verifier_pb2.ScoreResult, verifier: str) -> VerifierResult:
     """`verifier`'s result in a reply; a reply without it faulted before that verifier could answer
     (its worker was killed or died), so its own verdict stands in."""

@@ -245,10 +245,7 @@ class Router:
         by_target: dict[str, list[str]] = {}
         for name in request.verifiers:
             by_target.setdefault(self._owner(name, "verifiers"), []).append(name)
-        if len(by_target) == 1:
-            return [(target, names, request) for target, names in by_target.items()]
-        return [(target, names, verifier_pb2.ScoreRequest(sample=request.sample, verifiers=names))
-                for target, names in by_target.items()]
+        return [(target, names, convert.score_request(request.sample, names)) for target, names in by_target.items()]
 
     async def _remote(self, owner: str, method: str, request: Any) -> Any:
         """Call `method` on the app (through its handle) or external server `owner`; failures as CallFailed."""

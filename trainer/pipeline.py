@@ -3,17 +3,19 @@
     producer (one asyncio task)       for each step s: wait until the learner's version >= s - max_staleness,
                                       then split the step's prompts into chunks and send each to a rollout
                                       actor with the newest weights
-    chunk tasks (one per chunk)       await the actor's completions, send them to the verifiers at once
-                                      (they stream to scoring as each chunk finishes), collect the scores
+    chunk tasks (one per chunk)       await the actor's completions, send them to the verifiers (they
+                                      stream to scoring as each chunk finishes, in step order), collect
+                                      the scores
     learner (the caller)              `rollouts = await pipeline.next_rollouts()`: the step's completions,
                                       all generated (its forward pass needs no rewards), then
                                       `await rollouts.scored`: the step's groups, complete and scored
 
 With max_staleness 0 the learner and the rollouts take turns (synchronous GRPO). With 1, the
 actors generate step s+1 while the learner trains on step s, so the learner's wait shrinks to
-whatever generation plus scoring takes beyond one update; and because the learner gets a step's
-completions before their scores, its forward pass runs while the last chunk is still being
-scored. Old log-probs always come from the generating weights, so the ratio in the loss corrects
+whatever generation plus scoring takes beyond one update; step s+1's chunks wait to be scored
+until step s is, so they never delay the batch the learner needs first; and because the learner
+gets a step's completions before their scores, its forward pass runs while the last chunk is
+still being scored. Old log-probs always come from the generating weights, so the ratio in the loss corrects
 for the lag.
 """
 
@@ -68,6 +70,8 @@ class _Pending:
     chunks: int
     generated: asyncio.Future[StepRollouts]
     scored: asyncio.Future[StepBatch]
+    previous: asyncio.Future[StepBatch] | None
+    """The step before's `scored`: this step's chunks are scored after it, in the order the learner needs them."""
     rollouts: dict[int, RolloutChunk] = field(default_factory=dict)  # by chunk index
     groups: dict[int, list[Group]] = field(default_factory=dict)  # by chunk index
     generate_s: float = 0.0
@@ -175,12 +179,14 @@ class Pipeline:
         g, r = self.cfg.grpo, self.cfg.rollout
         step = self.next_step
         worker_index = 0
+        previous: asyncio.Future[StepBatch] | None = None
         while step < g.steps:
             async with self._changed:
                 await self._changed.wait_for(lambda s=step: self.version >= s - g.max_staleness)
                 version, weights = self.version, self.weights
                 loop = asyncio.get_running_loop()
-                pending = _Pending(r.chunks_per_step, loop.create_future(), loop.create_future())
+                pending = _Pending(r.chunks_per_step, loop.create_future(), loop.create_future(), previous)
+                previous = pending.scored
                 self._pending[step] = pending
                 self._changed.notify_all()
             chosen = step_prompts(self.prompts, step, g.prompts_per_step, self.cfg.seed)
@@ -208,6 +214,10 @@ class Pipeline:
                 # Chunk order, not arrival order: the batch (and a resumed run) does not depend on timing.
                 completions = [c for i in sorted(pending.rollouts) for c in pending.rollouts[i].completions]
                 pending.generated.set_result(StepRollouts(step, completions, pending.scored))
+            if pending.previous is not None:
+                # With max_staleness >= 1 the next step's first chunks are ready while this step's last
+                # are still scoring; they would only delay the batch the learner is waiting for.
+                await asyncio.wait([pending.previous])
             sent = time.monotonic()
             scores = await self.rewards.score(to_samples(chunk, step))
             pending.score_s += time.monotonic() - sent

@@ -84,7 +84,8 @@ def test_vllm_rollout_on_gpu(ray_cluster, tmp_path) -> None:
 
 
 class GatedRewards:
-    """In-process scoring that holds every answer until the test opens the gate."""
+    """In-process scoring that records which sample ids were sent and holds every answer until the
+    test opens the gate."""
 
     def __init__(self) -> None:
         from rewards.routing import RoutingConfig
@@ -92,19 +93,22 @@ class GatedRewards:
 
         self.scorer = InProcessRewardClient(RoutingConfig.from_dict({"tasks": {"math": {"math": 1.0, "format": 1.0}}}))
         self.gate = asyncio.Event()
+        self.sent: list[str] = []
 
     async def score(self, samples):
+        self.sent.extend(s.id for s in samples)
         scored = await self.scorer.score(samples)
         await self.gate.wait()
         return scored
 
 
-def test_the_learner_gets_a_steps_completions_before_their_scores_in_group_order(ray_cluster, tmp_path) -> None:
+def run_pipeline(tmp_path, steps: int, max_staleness: int, learner):
+    """Run `learner(pipeline, rewards)` against a real pipeline: two rollout actors, gated in-process rewards."""
     from trainer.config import load_config
     from trainer.pipeline import Pipeline
 
-    cfg = load_config(None, {"grpo.steps": 1, "grpo.prompts_per_step": 6, "grpo.group_size": 3,
-                             "grpo.max_completion_tokens": 8, "rollout.chunks_per_step": 3})
+    cfg = load_config(None, {"grpo.steps": steps, "grpo.max_staleness": max_staleness, "grpo.prompts_per_step": 6,
+                             "grpo.group_size": 3, "grpo.max_completion_tokens": 8, "rollout.chunks_per_step": 3})
     model, tok = load_policy(ModelConfig(), seed=0)
     workers = start_workers(2, 0.5, model, tok, str(tmp_path))
     prompts = [PromptItem(f"p{i}", f"What is {i}+1?", str(i + 1), "math") for i in range(6)]
@@ -114,18 +118,42 @@ def test_the_learner_gets_a_steps_completions_before_their_scores_in_group_order
         pipeline = Pipeline(cfg, workers, rewards, prompts, 0, publish_weights(model))
         pipeline.start()
         try:
-            rollouts = await asyncio.wait_for(pipeline.next_rollouts(), 60)
-            assert not rollouts.scored.done()  # every chunk generated, none scored yet
-            rewards.gate.set()
-            return rollouts, await asyncio.wait_for(rollouts.scored, 60)
+            return await asyncio.wait_for(learner(pipeline, rewards), 120)
         finally:
             await pipeline.close()
             rewards.scorer.close()
 
-    rollouts, batch = asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    finally:
+        for w in workers:
+            ray.kill(w)
+
+
+def test_the_learner_gets_a_steps_completions_before_their_scores_in_group_order(ray_cluster, tmp_path) -> None:
+    async def learner(pipeline, rewards):
+        rollouts = await pipeline.next_rollouts()
+        assert not rollouts.scored.done()  # every chunk generated, none scored yet
+        rewards.gate.set()
+        return rollouts, await rollouts.scored
+
+    rollouts, batch = run_pipeline(tmp_path, 1, 0, learner)
     assert len(rollouts.completions) == 6 * 3
     in_groups = [c for group in batch.groups for c in group.completions]
     assert in_groups == rollouts.completions  # row i of the learner's forward pass is sample i of the batch
     assert all(len(group.scores) == 3 for group in batch.groups)
-    for w in workers:
-        ray.kill(w)
+
+
+def test_the_next_steps_chunks_are_scored_only_after_the_step_the_learner_waits_for(ray_cluster, tmp_path) -> None:
+    async def learner(pipeline, rewards):
+        first = await pipeline.next_rollouts()
+        second = await pipeline.next_rollouts()  # staleness 1: generated before any update
+        sent_before_the_first_was_scored = list(rewards.sent)
+        rewards.gate.set()
+        await first.scored
+        await second.scored
+        return sent_before_the_first_was_scored, rewards.sent
+
+    early, sent = run_pipeline(tmp_path, 2, 1, learner)
+    assert len(early) == 6 * 3 and all(i.startswith("s0-") for i in early)
+    assert [i.split("-")[0] for i in sent] == ["s0"] * 18 + ["s1"] * 18
