@@ -67,10 +67,12 @@ def test_train_command_learns_from_verifier_rewards(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = read_metrics(output)
     assert [r["step"] for r in rows] == list(range(SHORT["grpo.steps"]))
-    for key in ("reward_mean", "accuracy_mean", "format_mean", "loss", "kl", "learner_wait_fraction", "step_time_s",
-                "clip_fraction", "completion_length_mean", "policy_staleness", "reward/math", "reward/format"):
+    for key in ("reward_mean", "accuracy_mean", "format_mean", "loss", "kl", "learner_wait_fraction",
+                "generation_wait_fraction", "step_time_s", "clip_fraction", "completion_length_mean",
+                "policy_staleness", "reward/math", "reward/format"):
         assert key in rows[0], key
     assert sum(r["reward_faults"] for r in rows) == 0
+    assert all(0 <= r["learner_wait_fraction"] + r["generation_wait_fraction"] <= 1 for r in rows)
     assert rise(rows) > 0.25, [round(r["accuracy_mean"], 2) for r in rows]
     assert (output / "reward_curve.png").stat().st_size > 0
     assert (output / "checkpoints" / "latest").read_text().strip() == f"step-{SHORT['grpo.steps']:06d}"
