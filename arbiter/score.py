@@ -267,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail("--workers must be >= 1", 2)
     registry = default_registry()
     try:
-        routing = RoutingConfig.load(args.routing) if args.routing else DEFAULT_ROUTING
+        routing = RoutingConfig.load_or_default(args.routing)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         return _fail(f"--routing: {exc}", 2)
     if args.endpoint:

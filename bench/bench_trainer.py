@@ -37,7 +37,7 @@ def main() -> int:
     from rewards.routing import RoutingConfig
     from trainer.config import load_config, parse_overrides, resolve_path
     from trainer.data import load_prompts
-    from trainer.reward_client import deploy_verifiers, start_serve, write_routing
+    from trainer.reward_client import prepare_serve
     from trainer.train import connect_ray, train
 
     steps = 8 if args.quick else 20
@@ -47,14 +47,13 @@ def main() -> int:
     connect_ray(base)
     try:
         with tempfile.TemporaryDirectory(prefix="bench-trainer-") as tmp:
-            endpoint = start_serve()
-            app = deploy_verifiers(write_routing(routing, Path(tmp)), worker_processes=base.rewards.worker_processes)
+            deployed, _ = prepare_serve(base.rewards, routing, Path(tmp))  # once, for both runs
             results = {}
             for staleness in (0, 1):
                 cfg = load_config(args.config, {
                     **parse_overrides(args.set),
                     "grpo.steps": steps, "grpo.max_staleness": staleness, "sft.steps": 50,
-                    "rewards.endpoint": endpoint, "rewards.application": app,
+                    "rewards.endpoint": deployed.endpoint, "rewards.application": deployed.application,
                     "output.checkpoint_every_steps": 1000,
                 })
                 start = time.perf_counter()

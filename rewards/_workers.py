@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import importlib
 import json
 import os
 import pickle
+import pkgutil
 import queue
 import signal
 import socket
@@ -40,6 +40,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
+
+from rewards.types import describe_exception
 
 _PING = "__arbiter_worker_ping__"
 
@@ -88,11 +90,6 @@ class PoolClosed(WorkerFault):
     """The pool was shut down."""
 
 
-def _resolve(path: str) -> Callable[..., Any]:
-    module_name, _, attr = path.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
-
-
 # Every worker is started from this one long-lived thread: PR_SET_PDEATHSIG fires
 # when the *thread* that started a child exits, so starting workers from
 # short-lived caller threads would kill them when those threads end.
@@ -133,9 +130,9 @@ def _worker_main(conn: Connection, config: PoolConfig) -> None:
         limit = config.memory_limit_mib * 1024 * 1024
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    handler = _resolve(config.handler)
+    handler = pkgutil.resolve_name(config.handler)
     if config.warmup:
-        _resolve(config.warmup)()
+        pkgutil.resolve_name(config.warmup)()
     while True:
         try:
             request = conn.recv()
@@ -152,14 +149,6 @@ def _worker_main(conn: Connection, config: PoolConfig) -> None:
             conn.send(reply)
         except (BrokenPipeError, OSError):
             return
-
-
-def describe_exception(exc: BaseException) -> str:
-    """`Type: message`, at most 500 characters, even for an exception that cannot print itself."""
-    try:
-        return f"{type(exc).__name__}: {exc}"[:500]
-    except Exception:  # an unprintable exception still has a type
-        return type(exc).__name__
 
 
 def _start_process(config: PoolConfig, child_fd: int) -> subprocess.Popen[bytes]:
@@ -224,15 +213,10 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._started = False
         self._closed = False
-        self.replacements = 0
         self._missing = 0
         # Runs at close() or interpreter exit, whichever comes first; it holds the
         # set of workers, not the pool, so the pool itself can still be collected.
         self._finalizer = weakref.finalize(self, _kill_all, self._all)
-
-    @property
-    def size(self) -> int:
-        return self.config.workers
 
     def pids(self) -> list[int]:
         with self._lock:
@@ -365,7 +349,6 @@ class WorkerPool:
         with self._lock:
             if self._closed:
                 return
-            self.replacements += 1
             try:
                 self._spawn_locked()
             except Exception:

@@ -170,7 +170,7 @@ def trl_reward_func(
 
 @functools.lru_cache(maxsize=8)
 def _routing(path: str | None) -> RoutingConfig:
-    return RoutingConfig.load(path) if path else DEFAULT_ROUTING
+    return RoutingConfig.load_or_default(path)
 
 
 def _verl_task(data_source: str, extra_info: dict[str, Any] | None, routing: RoutingConfig) -> str:

@@ -19,13 +19,11 @@ sandbox/grading/harness/referee.py for why exits, patches, fake output and rigge
 from __future__ import annotations
 
 import ast
-import math
-import os
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 from rewards.types import Sample, SampleError, VerifierResult
+from sandbox import Sandbox, default_sandbox
 from sandbox.api import Limits
 from sandbox.grading import (
     Checker,
@@ -43,6 +41,9 @@ LANGUAGE_ALIASES = {
     "cpp": "cpp", "c++": "cpp", "cc": "cpp", "cxx": "cpp",
 }
 LANGUAGES = ("python", "cpp")
+# One set of bounds for CodeConfig and a sample's `limits`, so the two cannot drift apart.
+MAX_TIME_S = 60
+MIN_MEMORY_MIB, MAX_MEMORY_MIB = 16, 8192
 
 
 @dataclass(frozen=True)
@@ -57,10 +58,10 @@ class CodeConfig:
     """Per run, unless the sample's limits.memory_mib says otherwise."""
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.time_s, (int, float)) and 0 < self.time_s <= 60):
-            raise ValueError("CodeConfig.time_s must be in (0, 60]")
-        if not (isinstance(self.memory_mib, int) and 16 <= self.memory_mib <= 8192):
-            raise ValueError("CodeConfig.memory_mib must be an integer in [16, 8192]")
+        if not (isinstance(self.time_s, (int, float)) and 0 < self.time_s <= MAX_TIME_S):
+            raise ValueError(f"CodeConfig.time_s must be in (0, {MAX_TIME_S}]")
+        if not (isinstance(self.memory_mib, int) and MIN_MEMORY_MIB <= self.memory_mib <= MAX_MEMORY_MIB):
+            raise ValueError(f"CodeConfig.memory_mib must be an integer in [{MIN_MEMORY_MIB}, {MAX_MEMORY_MIB}]")
 
 
 @dataclass(frozen=True)
@@ -199,27 +200,18 @@ def parse_limits(raw: dict[str, Any] | None, config: CodeConfig) -> tuple[float,
     raw = raw or {}
     _reject_unknown(raw, {"time_s", "memory_mib"}, "limits")
     time_s, memory_mib = raw.get("time_s", config.time_s), raw.get("memory_mib", config.memory_mib)
-    if isinstance(time_s, bool) or not isinstance(time_s, (int, float)) or not 0 < time_s <= 60 \
-            or not math.isfinite(time_s):
-        raise SampleError("limits.time_s", "must be a number in (0, 60]")
-    if isinstance(memory_mib, bool) or not isinstance(memory_mib, int) or not 16 <= memory_mib <= 8192:
-        raise SampleError("limits.memory_mib", "must be an integer in [16, 8192]")
+    # NaN and infinities fail the range check too.
+    if isinstance(time_s, bool) or not isinstance(time_s, (int, float)) or not 0 < time_s <= MAX_TIME_S:
+        raise SampleError("limits.time_s", f"must be a number in (0, {MAX_TIME_S}]")
+    if isinstance(memory_mib, bool) or not isinstance(memory_mib, int) \
+            or not MIN_MEMORY_MIB <= memory_mib <= MAX_MEMORY_MIB:
+        raise SampleError("limits.memory_mib", f"must be an integer in [{MIN_MEMORY_MIB}, {MAX_MEMORY_MIB}]")
     return float(time_s), memory_mib
 
 
-_sandbox_lock = threading.Lock()
-_sandbox: tuple[int, Any] | None = None
-
-
-def shared_sandbox() -> Any:
-    """This process's warm sandbox, created on first use (a forked or unpickled copy makes its own)."""
-    global _sandbox
-    with _sandbox_lock:
-        if _sandbox is None or _sandbox[0] != os.getpid():
-            from sandbox.pool import Sandbox
-
-            _sandbox = (os.getpid(), Sandbox())
-        return _sandbox[1]
+def shared_sandbox() -> Sandbox:
+    """This process's warm sandbox (`sandbox.default_sandbox`), shared with sandbox.run callers."""
+    return default_sandbox()
 
 
 class CodeVerifier:

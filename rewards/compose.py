@@ -20,7 +20,7 @@ from typing import Any
 
 from rewards.registry import Registry, default_registry
 from rewards.routing import DEFAULT_ROUTING, RoutingConfig
-from rewards.types import Sample, SampleError, Verdict, VerifierResult
+from rewards.types import Sample, SampleError, Verdict, VerifierResult, describe_exception
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def run_verifier(verifier_name: str, sample: Sample, registry: Registry) -> Veri
     except SampleError:
         raise
     except Exception as exc:  # a verifier bug is a counted fault with its cause, never a reward
-        return VerifierResult.error(f"{type(exc).__name__}: {exc}")
+        return VerifierResult.error(describe_exception(exc))
 
 
 def score_sample(

@@ -36,21 +36,25 @@ class R1Parts:
     answer: str | None
 
 
+def think_block(completion: str) -> str | None:
+    """The text from the first ``<think>`` (or the start, when the template prefilled it) to the
+    first ``</think>`` after it; None without a ``</think>``."""
+    close = completion.find("</think>")
+    if close < 0:
+        return None
+    open_ = completion.find("<think>")
+    start = open_ + len("<think>") if 0 <= open_ < close else 0
+    return completion[start:close]
+
+
 def split_r1(completion: str) -> R1Parts:
     """Lenient extraction for rewards that judge one part (the CoT, the answer).
 
-    The think block runs from the first ``<think>`` (or the start, when the template
-    prefilled it) to the first ``</think>`` after it; the answer is the last complete
+    The think block is `think_block`'s; the answer is the last complete
     ``<answer>…</answer>`` block, as the final answer is what R1 reports.
     """
-    think = None
-    close = completion.find("</think>")
-    if close >= 0:
-        open_ = completion.find("<think>")
-        start = open_ + len("<think>") if 0 <= open_ < close else 0
-        think = completion[start:close]
     answers = re.findall(r"<answer>(.*?)</answer>", completion, flags=re.DOTALL)
-    return R1Parts(think=think, answer=answers[-1] if answers else None)
+    return R1Parts(think=think_block(completion), answer=answers[-1] if answers else None)
 
 
 def _snippet(text: str) -> str:

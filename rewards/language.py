@@ -6,7 +6,7 @@ Reinforcement Learning", §2.3.3) adds this reward because RL made the CoT mix l
 
 How the share is measured here (documented because short texts defeat language detectors):
 
-1. The CoT is the text of the ``<think>`` block (see `rewards.format.split_r1`). LaTeX math
+1. The CoT is the text of the ``<think>`` block (see `rewards.format.think_block`). LaTeX math
    (``$…$``, ``\\(…\\)``, ``\\[…\\]``), LaTeX commands and code spans are removed first: they
    belong to no natural language.
 2. Words are runs of letters; a Han, Hiragana or Katakana character counts as one word, since
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory
 from langdetect.lang_detect_exception import LangDetectException
 
-from rewards.format import split_r1
+from rewards.format import think_block
 from rewards.types import Sample, SampleError, VerifierResult
 
 _MATH_OR_CODE = re.compile(
@@ -198,7 +198,7 @@ class LanguageConsistencyVerifier:
 
     def score(self, sample: Sample) -> VerifierResult:
         target = self._target(sample)
-        cot = split_r1(sample.completion).think
+        cot = think_block(sample.completion)
         if cot is None:
             return VerifierResult.not_applicable("no </think>: no chain of thought to judge")
         chunks = _chunks(cot, self.config.min_detect_words)

@@ -72,7 +72,7 @@ class CosineLengthVerifier:
 
     def score(self, sample: Sample) -> VerifierResult:
         judged = self._correctness(sample)
-        if judged.verdict in (Verdict.NOT_APPLICABLE, Verdict.TIMEOUT, Verdict.ERROR):
+        if not judged.verdict.has_score:
             return judged
         correct = judged.verdict is Verdict.CORRECT
         cfg = self.config

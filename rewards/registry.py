@@ -10,7 +10,7 @@ through the same validation, and a duplicate name is an error.
 
 from __future__ import annotations
 
-import importlib
+import pkgutil
 import re
 import threading
 from collections.abc import Callable
@@ -72,11 +72,6 @@ def validate_verifier(name: str, verifier: object) -> Verifier:
     return verifier  # type: ignore[return-value]
 
 
-def _load(import_path: str) -> Callable[[], Verifier]:
-    module_name, _, attr = import_path.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
-
-
 class Registry:
     """Verifier factories by name; instances are built once per process and shared."""
 
@@ -85,7 +80,7 @@ class Registry:
         self._instances: dict[str, Verifier] = {}
         self._lock = threading.Lock()
         for name, path in BUILTIN_VERIFIERS.items():
-            self.add(name, lambda path=path: _load(path)())
+            self.add(name, lambda path=path: pkgutil.resolve_name(path)())
         if include_plugins:
             for ep in entry_points(group=ENTRY_POINT_GROUP):
                 self.add(ep.name, lambda ep=ep: ep.load()())

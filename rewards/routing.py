@@ -64,6 +64,11 @@ class RoutingConfig:
         with open(path) as f:
             return cls.from_dict(yaml.safe_load(f), source=str(path))
 
+    @classmethod
+    def load_or_default(cls, path: str | Path | None) -> RoutingConfig:
+        """The routing in `path`; DEFAULT_ROUTING when no file is named (None or "")."""
+        return cls.load(path) if path else DEFAULT_ROUTING
+
     def to_dict(self) -> dict[str, Any]:
         return {"tasks": {task: {wv.verifier: wv.weight for wv in route} for task, route in self.tasks.items()}}
 

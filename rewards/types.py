@@ -143,3 +143,11 @@ class Sample:
 
 
 _SAMPLE_FIELDS = {"id", "task", "prompt", "completion", "answer", "tests", "language", "limits", "metadata"}
+
+
+def describe_exception(exc: BaseException) -> str:
+    """`Type: message`, at most 500 characters, even for an exception that cannot print itself."""
+    try:
+        return f"{type(exc).__name__}: {exc}"[:500]
+    except Exception:  # an unprintable exception still has a type
+        return type(exc).__name__

@@ -51,6 +51,7 @@ daemons and grandchildren never outlive it.
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 
 from sandbox.api import Limits, RunRequest, RunResult, Status
@@ -64,18 +65,28 @@ __all__ = [
     "RunRequest", "RunResult", "Sandbox", "SandboxUnavailable", "Status", "default_sandbox", "describe", "run",
 ]
 
-_default: Sandbox | None = None
+_default: tuple[int, Sandbox] | None = None  # (owner pid, pool)
 _default_lock = threading.Lock()
 
 
 def default_sandbox() -> Sandbox:
-    """The process-wide warm pool, started on first use and closed at interpreter exit."""
+    """This process's warm pool, started on first use and closed at interpreter exit.
+
+    A forked child starts its own: the inherited pool's jails belong to the parent.
+    """
     global _default
     with _default_lock:
-        if _default is None:
-            _default = Sandbox(PoolConfig())
-            atexit.register(_default.close)
-        return _default
+        if _default is None or _default[0] != os.getpid():
+            if _default is None:  # a forked child inherits the parent's atexit hook
+                atexit.register(_close_default)
+            _default = (os.getpid(), Sandbox(PoolConfig()))
+        return _default[1]
+
+
+def _close_default() -> None:
+    # Only the owner closes its pool; a forked child must not tear down its parent's jails.
+    if _default is not None and _default[0] == os.getpid():
+        _default[1].close()
 
 
 def run(request: RunRequest, backend: Backend | None = None) -> RunResult:

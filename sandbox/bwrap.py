@@ -307,7 +307,7 @@ class Jail:
             header = json.dumps(spec).encode()
             remote_fds[0] = _memfd("spec", struct.pack("!I", len(header)) + header + blob)
             message: dict[str, object] = {"op": "run", "backstop_s": total_wall + 1.0}
-            if len(plan.steps) == 1 and not plan.steps[0].capture and plan.collect is None:
+            if not plan.compiles:
                 # One step needs no run init between the launcher and the program (see _zygote.py).
                 message["wall_s"] = plan.steps[0].limits.wall_s
             _send(self._sock, message, remote_fds)

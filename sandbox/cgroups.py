@@ -20,8 +20,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-V1_ROOT = Path("/sys/fs/cgroup")
-V2_ROOT = Path("/sys/fs/cgroup")
+CGROUP_ROOT = Path("/sys/fs/cgroup")  # v1's hierarchies and v2's unified one are both mounted here
 GROUP_PREFIX = "arbiter-sandbox"
 
 
@@ -140,10 +139,10 @@ class CgroupManager:
 
 
 def _try_v1(group: str) -> CgroupManager | None:
-    parents = (V1_ROOT / "memory" / group, V1_ROOT / "pids" / group)
+    parents = (CGROUP_ROOT / "memory" / group, CGROUP_ROOT / "pids" / group)
     try:
         for p in parents:
-            if not (V1_ROOT / p.relative_to(V1_ROOT).parts[0] / "cgroup.procs").exists():
+            if not (CGROUP_ROOT / p.relative_to(CGROUP_ROOT).parts[0] / "cgroup.procs").exists():
                 return None
             p.mkdir(parents=True, exist_ok=True)
             probe = p / f"probe-{os.getpid()}"
@@ -158,12 +157,12 @@ def _own_v2_group() -> Path | None:
     with contextlib.suppress(OSError):
         for line in Path("/proc/self/cgroup").read_text().splitlines():
             if line.startswith("0::"):
-                return V2_ROOT / line[3:].lstrip("/")
+                return CGROUP_ROOT / line[3:].lstrip("/")
     return None
 
 
 def _try_v2(group: str) -> CgroupManager | None:
-    if not (V2_ROOT / "cgroup.controllers").exists():
+    if not (CGROUP_ROOT / "cgroup.controllers").exists():
         return None
     own = _own_v2_group()
     if own is None:

@@ -8,28 +8,44 @@ carry a token, still see whether the server is SERVING; they reveal nothing else
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 import grpc
 
+from rewards.strict_config import ConfigError
 from services.config import TlsFiles
 
 _EXEMPT_PREFIXES = ("/grpc.health.v1.Health/",)
+REFUSAL = "missing or wrong bearer token (authorization metadata)"
+
+
+def bearer_ok(metadata: Iterable[tuple[str, str | bytes]], expected: str) -> bool:
+    """Whether the first `authorization` entry is ``Bearer <expected>`` (compared in constant time)."""
+    for key, value in metadata:
+        if key == "authorization":
+            given = value.encode() if isinstance(value, str) else value
+            return hmac.compare_digest(given, f"Bearer {expected}".encode())
+    return False
+
+
+def token_from_env(env: str | None, field: str, where: str = "") -> str | None:
+    """The token in environment variable `env` (None when no variable is configured); a ConfigError
+    naming `field` when it is unset or empty, so a server never starts open by mistake."""
+    if env is None:
+        return None
+    token = os.environ.get(env)
+    if not token:
+        raise ConfigError(f"{field}: environment variable {env} is not set{where}")
+    return token
 
 
 class TokenInterceptor(grpc.aio.ServerInterceptor):
     """Refuses any call without the right bearer token with UNAUTHENTICATED, before it reaches a servicer."""
 
     def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}".encode()
-
-    def _authorised(self, details: grpc.HandlerCallDetails) -> bool:
-        for key, value in details.invocation_metadata or ():
-            if key == "authorization":
-                given = value.encode() if isinstance(value, str) else value
-                return hmac.compare_digest(given, self._expected)
-        return False
+        self._token = token
 
     async def intercept_service(
         self,
@@ -39,7 +55,7 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler_call_details.method.startswith(_EXEMPT_PREFIXES):
             return handler
-        if self._authorised(handler_call_details):
+        if bearer_ok(handler_call_details.invocation_metadata or (), self._token):
             return handler
         return _refusal(handler)
 
@@ -48,7 +64,7 @@ def _refusal(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     """A handler of the same shape as `handler` that only answers UNAUTHENTICATED."""
 
     async def deny(_request: object, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token (authorization metadata)")
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, REFUSAL)
 
     kwargs = {"request_deserializer": handler.request_deserializer,
               "response_serializer": handler.response_serializer}

@@ -10,7 +10,7 @@ the components with rewards.compose.compose, so a task may mix built-in
 verifiers with an external one served elsewhere. Requests are batched per
 endpoint (up to max_batch, or whatever arrived within max_wait_ms) into
 ScoreBatch calls under one concurrency limit; every call has a deadline;
-UNAVAILABLE, RESOURCE_EXHAUSTED and DEADLINE_EXCEEDED are retried with
+UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED and INTERNAL are retried with
 exponential back-off (scoring is idempotent by sample id). A verifier's fault
 (TIMEOUT/ERROR) follows its FaultPolicy. Every sample comes back exactly once:
 a result, an input error naming the field, or an explicit ERROR.
@@ -28,7 +28,7 @@ import grpc
 
 from protos.arbiter.v1 import verifier_pb2, verifier_pb2_grpc
 from rewards.compose import ScoredSample, compose
-from rewards.routing import DEFAULT_ROUTING, RoutingConfig
+from rewards.routing import RoutingConfig
 from rewards.types import Sample, SampleError, VerifierResult
 from services import convert
 from services.auth import channel_credentials, token_metadata
@@ -178,7 +178,7 @@ class VerifierClient:
         config.validate()
         self.config = config
         if routing is None:
-            routing = RoutingConfig.load(config.routing_file) if config.routing_file else DEFAULT_ROUTING
+            routing = RoutingConfig.load_or_default(config.routing_file)
         self.routing = routing
         self.metadata = token_metadata(config.token) + (
             (("application", config.application),) if config.application else ()
@@ -210,8 +210,7 @@ class VerifierClient:
     def endpoint_of(self, verifier: str) -> str:
         return self.config.endpoints.get(verifier, self.config.endpoint)
 
-    def _endpoint(self, verifier: str) -> _Endpoint:
-        address = self.endpoint_of(verifier)
+    def _endpoint(self, address: str) -> _Endpoint:
         if address not in self._endpoints:
             self._endpoints[address] = _Endpoint(self, address)
         return self._endpoints[address]
@@ -257,7 +256,8 @@ class VerifierClient:
         by_endpoint: dict[str, list[str]] = {}
         for wv in route:
             by_endpoint.setdefault(self.endpoint_of(wv.verifier), []).append(wv.verifier)
-        replies = await asyncio.gather(*(self._components(message, names) for names in by_endpoint.values()))
+        replies = await asyncio.gather(*(self._components(self._endpoint(address), message, names)
+                                         for address, names in by_endpoint.items()))
         results: dict[str, VerifierResult] = {}
         for reply in replies:
             if isinstance(reply, SampleError):
@@ -277,29 +277,28 @@ class VerifierClient:
         return ScoredSample(sample.id, reward, verdict, {n: r for n, _, r in components},
                             (time.perf_counter() - start) * 1000, detail)
 
-    async def _components(self, message: verifier_pb2.Sample, verifiers: list[str]
+    async def _components(self, endpoint: _Endpoint, message: verifier_pb2.Sample, verifiers: list[str]
                           ) -> dict[str, VerifierResult] | SampleError:
         """The results of verifiers served at one endpoint, from one request; a result that faulted is
         re-scored alone while its policy says RETRY."""
-        endpoint = self._endpoint(verifiers[0])
+
+        async def alone(name: str) -> VerifierResult:
+            return convert.component_of(await self._ask(endpoint, message, [name]), name)
+
         results: dict[str, VerifierResult] = {}
         try:
             reply = await self._ask(endpoint, message, verifiers)
-            if isinstance(reply, SampleError):
-                return reply
             for name in verifiers:
-                answered = any(c.verifier == name for c in reply.components)
                 # Missing from a shared reply: the job faulted on another verifier; this one is asked alone.
-                result = convert.component_of(reply, name) if answered or len(verifiers) == 1 else None
+                shared_fault = len(verifiers) > 1 and not any(c.verifier == name for c in reply.components)
+                result = await alone(name) if shared_fault else convert.component_of(reply, name)
                 tries = self.config.retries if self.policy(name) is FaultPolicy.RETRY else 0
-                while result is None or (result.verdict.is_fault and tries > 0):
-                    if result is not None:
-                        tries -= 1
-                    again = await self._ask(endpoint, message, [name])
-                    if isinstance(again, SampleError):
-                        return again
-                    result = convert.component_of(again, name)
+                while result.verdict.is_fault and tries > 0:
+                    tries -= 1
+                    result = await alone(name)
                 results[name] = result
+        except SampleError as exc:
+            return exc
         except _RpcFailure as exc:  # already retried by the batcher where that could help
             error = VerifierResult.error(f"{endpoint.address}: {exc.code.name} after {exc.attempts} attempt(s): "
                                          f"{exc.details}")
@@ -308,10 +307,11 @@ class VerifierClient:
 
     @staticmethod
     async def _ask(endpoint: _Endpoint, message: verifier_pb2.Sample, verifiers: list[str]
-                   ) -> verifier_pb2.ScoreResult | SampleError:
+                   ) -> verifier_pb2.ScoreResult:
+        """The reply; a SampleError when the server rejects the sample."""
         reply = await endpoint.submit(convert.score_request(message, verifiers))
         if reply.HasField("error"):
-            return SampleError(convert.field_from_wire(reply.error.field), reply.error.message)
+            raise SampleError(convert.field_from_wire(reply.error.field), reply.error.message)
         return reply
 
 

@@ -238,9 +238,7 @@ class StandaloneConfig:
 
     def server_config(self, cluster: ClusterConfig, token: str | None) -> ServerConfig:
         """The server's config: the port, token, routing and external verifiers come from the cluster config."""
-        external = {
-            verifier: ext.address for name, ext in cluster.external.items() for verifier in ext.verifiers or (name,)
-        }
+        external = {verifier: cluster.external[name].address for verifier, name in cluster.external_verifiers()}
         scoring = dataclasses.replace(
             self.scoring, routing_file=cluster.routing_file, external={**self.scoring.external, **external}
         )
@@ -325,10 +323,14 @@ class ClusterConfig:
             if plugin in FAMILY_VERIFIERS or plugin == ROUTER_APP:
                 raise ConfigError(f"plugins.{plugin}: clashes with the application of that name")
             claim(plugin, plugin, f"plugins.{plugin}")
-        for name, external in self.external.items():
-            for verifier in external.verifiers or (name,):
-                claim(verifier, f"external:{name}", f"external.{name}")
+        for verifier, name in self.external_verifiers():
+            claim(verifier, f"external:{name}", f"external.{name}")
         return table
+
+    def external_verifiers(self) -> list[tuple[str, str]]:
+        """(verifier name, name of the `external` entry serving it), in config order. A list, not a
+        mapping, so that a name two entries claim reaches verifier_targets to be reported."""
+        return [(verifier, name) for name, ext in self.external.items() for verifier in ext.verifiers or (name,)]
 
 
 @dataclass(frozen=True)

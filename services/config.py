@@ -143,11 +143,13 @@ class ClientConfig:
     """The asyncio VerifierClient shared by the trainer, `arbiter score --endpoint` and users."""
 
     endpoint: str = "127.0.0.1:50051"
-    """Default endpoint: a server that routes by task (standalone server or the Serve router)."""
+    """Default endpoint: a server that serves the routed verifiers (standalone server, a family app
+    or the Serve router)."""
     endpoints: dict[str, str] = field(default_factory=dict)
     """Verifier name -> endpoint, for verifiers served elsewhere (e.g. an external verifier)."""
     routing_file: str | None = None
-    """With endpoints set, the client routes tasks itself with this routing (default routing if None)."""
+    """The routing the client uses for every task (the default routing if None): it names each sample's
+    verifiers itself."""
     application: str | None = None
     """Ray Serve application to address (`router` takes any verifier or task), sent as metadata
     `application` on every call; None sends nothing (a standalone server needs none)."""

@@ -87,16 +87,16 @@ _WIRE_NAMES = {"tests": "tests_json", "limits": "limits_json", "metadata": "meta
 _SAMPLE_NAMES = {v: k for k, v in _WIRE_NAMES.items()}
 
 
-def field_to_wire(name: str, prefix: str = "sample") -> str:
+def field_to_wire(name: str) -> str:
     """A rewards.Sample field name as the request names it: "tests" -> "sample.tests_json"."""
-    return f"{prefix}.{_WIRE_NAMES.get(name, name)}"
+    return f"sample.{_WIRE_NAMES.get(name, name)}"
 
 
-def field_from_wire(name: str, prefix: str = "sample") -> str:
+def field_from_wire(name: str) -> str:
     """The inverse of field_to_wire; names outside the sample ("verifier") pass through."""
-    if not name.startswith(f"{prefix}."):
+    if not name.startswith("sample."):
         return name
-    bare = name.removeprefix(f"{prefix}.")
+    bare = name.removeprefix("sample.")
     return _SAMPLE_NAMES.get(bare, bare)
 
 
@@ -115,24 +115,24 @@ def sample_to_proto(sample: Sample) -> verifier_pb2.Sample:
     return msg
 
 
-def sample_from_proto(msg: verifier_pb2.Sample, prefix: str = "sample") -> Sample:
+def sample_from_proto(msg: verifier_pb2.Sample) -> Sample:
     """Decode and validate; a SampleError names the wire field, e.g. ``sample.limits_json``."""
     raw: dict[str, Any] = {"id": msg.id, "task": msg.task, "completion": msg.completion}
     for name in ("prompt", "answer", "language"):
         if msg.HasField(name):
             raw[name] = getattr(msg, name)
     for name, wire in _WIRE_NAMES.items():
-        value = _load_json(getattr(msg, wire), f"{prefix}.{wire}")
+        value = _load_json(getattr(msg, wire), f"sample.{wire}")
         if value is not None:
             raw[name] = value
     if not msg.id:
-        raise SampleError(f"{prefix}.id", "must be a non-empty string")
+        raise SampleError("sample.id", "must be a non-empty string")
     if not msg.task:
-        raise SampleError(f"{prefix}.task", "must be a non-empty string")
+        raise SampleError("sample.task", "must be a non-empty string")
     try:
         return Sample.from_dict(raw)
     except SampleError as exc:
-        raise SampleError(field_to_wire(exc.field, prefix), exc.message) from None
+        raise SampleError(field_to_wire(exc.field), exc.message) from None
 
 
 # --- results -------------------------------------------------------------------------------
@@ -201,8 +201,9 @@ def score_request(sample: verifier_pb2.Sample, verifiers: list[str]) -> verifier
 
 
 def component_of(reply: verifier_pb2.ScoreResult, verifier: str) -> VerifierResult:
-    """`verifier`'s result in a reply; a reply without it faulted before that verifier could answer
-    (its worker was killed or died), so its own verdict stands in."""
+    """`verifier`'s result in a reply. A reply to a request naming `verifier` alone that lacks it
+    faulted before it could answer (its worker was killed or died), so the reply's verdict stands in;
+    in a reply to several verifiers that stand-in may be another verifier's fault."""
     for component in reply.components:
         if component.verifier == verifier:
             return result_from_proto(component.result)
@@ -251,13 +252,13 @@ def cache_stats_to_proto(stats: Mapping[str, int]) -> verifier_pb2.CacheStats:
 LIMIT_FIELDS = tuple(Limits.__dataclass_fields__)
 
 
-def limits_from_proto(msg: sandbox_pb2.Limits, field_name: str = "limits") -> Limits:
+def limits_from_proto(msg: sandbox_pb2.Limits) -> Limits:
     given = {name: getattr(msg, name) for name in LIMIT_FIELDS if msg.HasField(name)}
     try:
         return Limits(**given)
     except ValueError as exc:
         bad = str(exc).split()[0].removeprefix("Limits.")
-        raise SampleError(f"{field_name}.{bad}", str(exc)) from None
+        raise SampleError(f"limits.{bad}", str(exc)) from None
 
 
 def limits_to_proto(limits: Limits) -> sandbox_pb2.Limits:

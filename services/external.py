@@ -63,7 +63,7 @@ class RemoteVerifier:
         self._stub = verifier_pb2_grpc.VerifierStub(self._channel)
 
     def score(self, sample: Sample) -> VerifierResult:
-        request = verifier_pb2.ScoreRequest(sample=convert.sample_to_proto(sample), verifier=self.name)
+        request = convert.score_request(convert.sample_to_proto(sample), [self.name])
         try:
             reply = self._stub.Score(request, timeout=self._timeout_s)
         except grpc.RpcError as exc:

@@ -26,10 +26,12 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
+from protos.arbiter.v1 import verifier_pb2
+
 log = logging.getLogger(__name__)
 
 OVERALL = ""
-VERIFIER_SERVICE = "arbiter.v1.Verifier"
+VERIFIER_SERVICE = verifier_pb2.DESCRIPTOR.services_by_name["Verifier"].full_name
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 

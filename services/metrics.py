@@ -13,8 +13,8 @@ _LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
         r = self.registry
         self.latency = Histogram("arbiter_verifier_latency_seconds", "Time one verifier spent on one sample",
                                  ["verifier"], buckets=_LATENCY_BUCKETS_S, registry=r)

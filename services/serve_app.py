@@ -32,8 +32,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import hmac
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -44,9 +42,10 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
 from protos.arbiter.v1 import verifier_pb2, verifier_pb2_grpc
 from rewards.compose import ScoredSample, compose
-from rewards.routing import DEFAULT_ROUTING, RoutingConfig
+from rewards.routing import RoutingConfig
 from rewards.types import SampleError
 from services import convert
+from services.auth import REFUSAL, bearer_ok, token_from_env
 from services.cluster_config import (
     FAMILY_VERIFIERS,
     ROUTER_APP,
@@ -56,7 +55,7 @@ from services.cluster_config import (
     RouterAppArgs,
     app_args,
 )
-from services.config import ConfigError, from_dict
+from services.config import from_dict
 from services.servicer import ServiceError, VerifierServicer
 
 SERVICER_FUNCTION = "protos.arbiter.v1.verifier_pb2_grpc.add_VerifierServicer_to_server"
@@ -89,10 +88,9 @@ def _refuse(context: Any, code: grpc.StatusCode, message: str, empty: Any) -> An
     """A unary refusal: through the proxy, the status set on the context with an empty reply (an
     expected client error then logs no traceback); between replicas, where there is no context,
     CallFailed for the caller to pass on."""
+    failure = _fail(context, code, message)
     if context is None:
-        raise CallFailed(code.name, message)
-    context.set_code(code)
-    context.set_details(message)
+        raise failure
     return empty
 
 
@@ -100,24 +98,14 @@ class _Auth:
     """The bearer-token check of services.auth, on Serve's context (Serve's proxy takes no interceptors)."""
 
     def __init__(self, token_env: str | None) -> None:
-        self._expected: bytes | None = None
-        if token_env is not None:
-            token = os.environ.get(token_env)
-            if not token:
-                raise ConfigError(f"token_env: environment variable {token_env} is not set in the replica")
-            self._expected = f"Bearer {token}".encode()
+        self._token = token_from_env(token_env, "token_env", " in the replica")
 
     def refusal(self, context: Any) -> str | None:
         """Why this call is refused, or None when it may proceed."""
         # A call between replicas (DeploymentHandle) carries no context: it was checked at the edge.
-        if self._expected is None or context is None:
+        if self._token is None or context is None or bearer_ok(context.invocation_metadata(), self._token):
             return None
-        for key, value in context.invocation_metadata():
-            if key == "authorization":
-                given = value.encode() if isinstance(value, str) else value
-                if hmac.compare_digest(given, self._expected):
-                    return None
-        return "missing or wrong bearer token (authorization metadata)"
+        return REFUSAL
 
 
 async def _answer(auth: _Auth, call: Callable[[], Awaitable[Any]], context: Any, empty: Any) -> Any:
@@ -195,7 +183,8 @@ def _now(fn: Callable[[Any], Any], request: Any) -> Callable[[], Awaitable[Any]]
 
 @serve.deployment(name=ROUTER_DEPLOYMENT)
 class Router:
-    """Forwards each sample to the app serving its verifier (or its task's primary verifier).
+    """Forwards each sample to the app serving its verifier (or its task's primary verifier); a
+    request naming verifiers that several apps serve is split between them and the answers merged.
 
     Single samples from Score and ScoreStream are gathered into batches with serve.batch, so
     the per-call cost between replicas is paid once per batch, not once per sample.
@@ -203,7 +192,7 @@ class Router:
 
     async def __init__(self, args: RouterAppArgs) -> None:
         self._auth = _Auth(args.token_env)
-        self._routing = RoutingConfig.load(args.routing_file) if args.routing_file else DEFAULT_ROUTING
+        self._routing = RoutingConfig.load_or_default(args.routing_file)
         self._targets = dict(args.targets)
         self._handles = {
             app: serve.get_deployment_handle(VERIFIER_DEPLOYMENT, app)
@@ -245,6 +234,9 @@ class Router:
         by_target: dict[str, list[str]] = {}
         for name in request.verifiers:
             by_target.setdefault(self._owner(name, "verifiers"), []).append(name)
+        if len(by_target) == 1 and len(request.verifiers) > 1:
+            return [(target, names, request) for target, names in by_target.items()]
+        # A lone name is rewritten into `verifier`, the field an external server built earlier knows.
         return [(target, names, convert.score_request(request.sample, names)) for target, names in by_target.items()]
 
     async def _remote(self, owner: str, method: str, request: Any) -> Any:
@@ -385,21 +377,21 @@ class Router:
         return await _answer(self._auth, call, grpc_context, verifier_pb2.DescribeResponse())
 
 
-# --- application builders ----------------------------------------------------------------------
-
-
 def _merge(request: verifier_pb2.ScoreRequest, parts: list[tuple[list[str], Any]]) -> verifier_pb2.ScoreResult:
     """One result for a request split across apps, as one app serving all its verifiers would answer:
     components in the requested order, their unweighted composition."""
-    for _, part in parts:
-        if part.HasField("error"):
-            return part
+    for names, part in parts:
+        if part.HasField("error") or len(part.components) < len(names):
+            return part  # an input error, or a job that faulted before all its verifiers answered: as is
     answers = {name: convert.component_of(part, name) for names, part in parts for name in names}
     components = [(name, 1.0, answers[name]) for name in request.verifiers]
     reward, verdict, detail = compose(components)
     scored = ScoredSample(request.sample.id or None, reward, verdict, {n: r for n, _, r in components},
                           max(part.elapsed_ms for _, part in parts), detail)
     return convert.scored_to_proto(scored, [n for _, part in parts for n in convert.cached_names(part)])
+
+
+# --- application builders ----------------------------------------------------------------------
 
 
 def _parse(cls: type, args: Any) -> Any:
@@ -411,7 +403,7 @@ def _parse(cls: type, args: Any) -> Any:
 def _verifier_app(args: AppArgs, own: tuple[str, ...]) -> serve.Application:
     scoring = args.scoring
     if not scoring.verifiers:
-        routing = RoutingConfig.load(scoring.routing_file) if scoring.routing_file else DEFAULT_ROUTING
+        routing = RoutingConfig.load_or_default(scoring.routing_file)
         scoring = dataclasses.replace(scoring, verifiers=served_verifiers(own, routing))
     return VerifierReplica.options(**args.serve_options()).bind(scoring, args.token_env)
 

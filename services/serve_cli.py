@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -37,9 +35,10 @@ import grpc
 from protos.arbiter.v1 import verifier_pb2, verifier_pb2_grpc
 from rewards.registry import RegistryError
 from services import cluster_config
-from services.auth import token_metadata
+from services.auth import token_from_env, token_metadata
 from services.cluster_config import ClusterConfig, ConfigError
 from services.health import HealthReporter, Probe
+from services.server import run_standalone, stop_on_signals
 
 log = logging.getLogger("arbiter.serve")
 
@@ -59,39 +58,30 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         config = cluster_config.load(args.config)
-        token = _token(config)
+        token = token_from_env(config.auth.token_env, "auth.token_env")
     except (OSError, ConfigError) as exc:
         print(f"arbiter serve: {exc}", file=sys.stderr)
         return 2
     log.info("config %s: %s", args.config, json.dumps(cluster_config.to_dict(config), sort_keys=True))
     try:
         if args.standalone:
-            return asyncio.run(_serve_standalone(config, token))
+            check_externals(config)
+            return run_standalone(config.standalone.server_config(config, token))
         return _serve_on_ray(config, token, args.address)
     except (ConfigError, RegistryError) as exc:
         print(f"arbiter serve: {exc}", file=sys.stderr)
         return 2
 
 
-def _token(config: ClusterConfig) -> str | None:
-    env = config.auth.token_env
-    if env is None:
-        return None
-    token = os.environ.get(env)
-    if not token:
-        raise ConfigError(f"auth.token_env: environment variable {env} is not set")
-    return token
-
-
 def check_externals(config: ClusterConfig) -> None:
     """Every external verifier passes the registry's checks and answers Describe (services.external)."""
     from services.external import validate_external
 
-    for name, external in config.external.items():
-        for verifier in external.verifiers or (name,):
-            meta = validate_external(verifier, external.address, timeout_s=external.timeout_s)
-            log.info("external verifier %s at %s: version %s, reference %s",
-                     verifier, external.address, meta.version, meta.reference)
+    for verifier, name in config.external_verifiers():
+        external = config.external[name]
+        meta = validate_external(verifier, external.address, timeout_s=external.timeout_s)
+        log.info("external verifier %s at %s: version %s, reference %s",
+                 verifier, external.address, meta.version, meta.reference)
 
 
 # --- on Ray Serve -------------------------------------------------------------------------------
@@ -101,7 +91,7 @@ def _serve_on_ray(config: ClusterConfig, token: str | None, address: str | None)
     import ray
     from ray import serve
 
-    from services.serve_app import SERVICER_FUNCTION, deploy
+    from services.serve_app import deploy, serve_config
 
     check_externals(config)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -113,14 +103,8 @@ def _serve_on_ray(config: ClusterConfig, token: str | None, address: str | None)
     named = ray.util.list_named_actors(all_namespaces=True)
     serve_was_running = any(a["name"] == "SERVE_CONTROLLER_ACTOR" for a in named)
     try:
-        serve.start(
-            http_options={"host": config.serve.http_host, "port": config.serve.http_port},
-            grpc_options={
-                "port": config.serve.grpc_port,
-                "grpc_servicer_functions": [SERVICER_FUNCTION],
-                "request_timeout_s": config.serve.request_timeout_s,
-            },
-        )
+        proxies = serve_config(config)  # the proxy options a KubeRay serveConfigV2 would carry
+        serve.start(http_options=proxies["http_options"], grpc_options=proxies["grpc_options"])
         apps = deploy(config)
         host = "127.0.0.1" if started_ray else ray.util.get_node_ip_address()
 
@@ -155,7 +139,7 @@ async def _run_until_signal(config: ClusterConfig, token: str | None, endpoint: 
                             drain: Callable[[], None]) -> int:
     """Probe until every app answers, print the endpoint, serve until a signal, then drain while the
     health endpoint says NOT_SERVING."""
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{config.serve.grpc_port}") as channel:
         stub = verifier_pb2_grpc.VerifierStub(channel)
         probes = {app: app_probe(stub, app, token, config.health.probe_timeout_s) for app in apps}
@@ -182,32 +166,3 @@ async def _wait_until_answering(health: HealthReporter, stop: asyncio.Event) -> 
         if time.monotonic() > deadline:
             raise ConfigError(f"applications did not answer within {_READY_TIMEOUT_S:.0f} s: {health.last_failures}")
         await asyncio.sleep(0.5)
-
-
-def _stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
-
-
-# --- standalone ---------------------------------------------------------------------------------
-
-
-async def _serve_standalone(config: ClusterConfig, token: str | None) -> int:
-    from services.server import create_server
-
-    await asyncio.to_thread(check_externals, config)
-    server_config = config.standalone.server_config(config, token)
-    shown = dataclasses.replace(server_config, token="***" if token else None)
-    log.info("standalone server config: %s", shown)
-    server, port = create_server(server_config)
-    stop = _stop_on_signals()
-    await server.start()  # returns once the worker processes are warm
-    host = "127.0.0.1" if server_config.host in ("0.0.0.0", "::", "[::]") else server_config.host
-    print(f"grpc endpoint: {host}:{port}", flush=True)
-    await stop.wait()
-    log.info("draining (grace %.1f s)", server_config.grace_s)
-    await server.stop()
-    return 0

@@ -5,7 +5,7 @@
     ...
     await server.stop(grace_s=5)  # NOT_SERVING, new calls UNAVAILABLE, in-flight ones finish
 
-`run_standalone(config)` is the blocking entry point behind `arbiter serve --standalone`.
+`run_standalone(config)` is the blocking entry point that `arbiter serve --standalone` calls.
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from protos.arbiter.v1 import sandbox_pb2, sandbox_pb2_grpc, verifier_pb2, verifier_pb2_grpc
+from protos.arbiter.v1 import sandbox_pb2, sandbox_pb2_grpc, verifier_pb2_grpc
 from services.auth import TokenInterceptor, server_credentials
 from services.config import ServerConfig
+from services.health import VERIFIER_SERVICE
 from services.metrics import Metrics
 from services.servicer import SandboxServicer, VerifierServicer
 
 log = logging.getLogger(__name__)
 
-VERIFIER_SERVICE = verifier_pb2.DESCRIPTOR.services_by_name["Verifier"].full_name
 SANDBOX_SERVICE = sandbox_pb2.DESCRIPTOR.services_by_name["Sandbox"].full_name
 _HEADROOM_BYTES = 4 << 20  # let slightly oversized requests through so the servicer can name the field
 
@@ -111,21 +111,30 @@ def _resolved(config: ServerConfig) -> str:
     return json.dumps(shown, sort_keys=True, default=str)
 
 
-async def _serve(config: ServerConfig) -> None:
-    server, port = create_server(config)
-    log.info("config: %s", _resolved(config))
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM; call inside the running loop."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await server.start()
-    print(f"arbiter verifier server on {config.host}:{port}", flush=True)
+    return stop
+
+
+async def _serve(config: ServerConfig) -> None:
+    server, port = create_server(config)
+    log.info("config: %s", _resolved(config))
+    stop = stop_on_signals()
+    await server.start()  # returns once the worker processes are warm
+    # A wildcard bind is reachable on loopback; print an address a client can dial.
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "[::]") else config.host
+    print(f"grpc endpoint: {host}:{port}", flush=True)
     await stop.wait()
     log.info("draining (grace %.1f s)", config.grace_s)
     await server.stop()
 
 
 def run_standalone(config: ServerConfig) -> int:
-    """Serve until SIGINT/SIGTERM, then drain gracefully; the body of `arbiter serve --standalone`."""
+    """Serve until SIGINT/SIGTERM, then drain gracefully; `arbiter serve --standalone` calls it once
+    its external verifiers answer. Prints the one stdout line ``grpc endpoint: HOST:PORT`` when SERVING."""
     asyncio.run(_serve(config))
     return 0

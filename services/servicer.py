@@ -25,7 +25,7 @@ import grpc
 
 from protos.arbiter.v1 import sandbox_pb2, sandbox_pb2_grpc, verifier_pb2, verifier_pb2_grpc
 from rewards.compose import ScoredSample
-from rewards.routing import DEFAULT_ROUTING, RoutingConfig
+from rewards.routing import RoutingConfig
 from rewards.types import Sample, SampleError
 from sandbox.api import RunRequest
 from services import convert
@@ -65,7 +65,7 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
         config.validate()
         self.config = config
         self.metrics = metrics or Metrics()
-        self.routing = RoutingConfig.load(config.routing_file) if config.routing_file else DEFAULT_ROUTING
+        self.routing = RoutingConfig.load_or_default(config.routing_file)
         self.cache = VerdictCache(config.cache_entries)
         spec = WorkerSpec(self.routing, config.verifiers, dict(config.plugins), dict(config.external))
         self.pool = WorkerPool(spec, config.worker_processes, config.sample_timeout_s, self._on_restart)
@@ -256,7 +256,8 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
         finally:
             await self._release(1)
         if scored.is_input_error:
-            raise _invalid(SampleError(convert.field_to_wire(scored.error_field or ""), scored.detail))
+            wired = _wire_error(scored)
+            raise _invalid(SampleError(wired.error_field or "", wired.detail))
         return convert.scored_to_proto(scored, hits)
 
     async def score_with(self, sample: Sample, verifier: str) -> ScoredSample:

@@ -24,10 +24,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
-import importlib
 import logging
 import math
 import os
+import pkgutil
 import queue
 import select
 import signal
@@ -134,15 +134,10 @@ class Bound:
 # --- inside the worker process --------------------------------------------------------------
 
 
-def _load(target: str) -> Any:
-    module_name, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
-
-
 def build_registry(spec: WorkerSpec) -> Registry:
     registry = Registry()
     for name, target in spec.plugins.items():
-        registry.add(name, lambda target=target: _load(target)())
+        registry.add(name, lambda target=target: pkgutil.resolve_name(target)())
     if spec.external:
         from services.external import RemoteVerifier  # grpc only where a remote verifier needs it
 
@@ -403,7 +398,6 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._closing = False
         self._bridge: _LoopBridge | None = None
-        self.catalogue: Catalogue | None = None
 
     def start(self) -> Catalogue:
         """Start and warm every worker (blocking: call it off the event loop)."""
@@ -414,13 +408,12 @@ class WorkerPool:
             for w in workers:
                 w.kill()
             raise
-        self.catalogue = catalogues[0]
         self._workers = list(workers)
         for slot in range(self.size):
             t = threading.Thread(target=self._serve, args=(slot,), daemon=True, name=f"arbiter-worker-{slot}")
             t.start()
             self._threads.append(t)
-        return self.catalogue
+        return catalogues[0]
 
     @property
     def queue_depth(self) -> int:

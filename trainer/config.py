@@ -109,7 +109,8 @@ class RolloutConfig:
     num_workers: int = 1
     """Ray actors that generate; one per free core on CPU, one per GPU when CUDA is present."""
     chunks_per_step: int = 4
-    """A step's prompts are generated in this many chunks, each scored as soon as it is generated."""
+    """A step's prompts are generated in this many chunks, each scored once it is generated (a chunk of
+    the next step once this step is scored)."""
     num_cpus_per_worker: float = 1.0
     resources: dict[str, float] = field(default_factory=dict)
     """Ray custom resources each rollout actor asks for, e.g. {rollout_gpu: 1}: pins rollouts to the
@@ -120,7 +121,7 @@ class RolloutConfig:
 class RewardsConfig:
     backend: Literal["serve", "standalone", "inprocess"] = "serve"
     """'serve': verifier apps deployed on the Ray cluster, reached through the services client;
-    'standalone': a standalone gRPC verifier server started in a subprocess;
+    'standalone': a standalone gRPC verifier server on 127.0.0.1, in the trainer's own event loop;
     'inprocess': rewards.score_sample in a thread pool (no network; debugging only)."""
     routing: dict[str, dict[str, float]] = field(default_factory=lambda: {"math": {"math": 1.0, "format": 1.0}})
     """task -> {verifier: weight}; the first verifier is the task's accuracy verifier."""

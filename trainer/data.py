@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rewards.types import Sample
+
 
 class DataError(ValueError):
     pass
@@ -24,6 +26,11 @@ class PromptItem:
     answer: str
     task: str
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_sample(self, sample_id: str, completion: str) -> Sample:
+        """A completion of this prompt, as the verifiers take it."""
+        return Sample(id=sample_id, task=self.task, completion=completion, prompt=self.prompt, answer=self.answer,
+                      metadata=dict(self.metadata))
 
 
 def _read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:

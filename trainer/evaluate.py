@@ -56,16 +56,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rewards.routing import DEFAULT_ROUTING, RoutingConfig
     from trainer.data import write_jsonl
     from trainer.generation_cli import INPUT_ERRORS, generate_and_score
 
     try:
-        prompts, _, scores = generate_and_score(args)
+        generated = generate_and_score(args)
     except INPUT_ERRORS as exc:
         print(f"arbiter eval: {exc}")
         return 2
-    routing = RoutingConfig.load(args.routing) if args.routing else DEFAULT_ROUTING
+    prompts, routing, scores = generated.prompts, generated.routing, generated.scores
     results = [
         judge_prompt(p.id, s, routing.route(p.task)[0].verifier if p.task in routing.tasks else None)
         for p, s in zip(prompts, scores, strict=True)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from rewards.compose import ScoredSample
-from rewards.routing import DEFAULT_ROUTING, RoutingConfig
-from rewards.types import Sample
+from rewards.routing import RoutingConfig
 from trainer.config import RewardsConfig
 from trainer.data import DataError, PromptItem, load_prompts
 
@@ -31,32 +31,38 @@ def add_common_arguments(parser: argparse.ArgumentParser, samples_help: str) -> 
     parser.add_argument("--routing", default=None, help="routing YAML (default: rewards DEFAULT_ROUTING)")
 
 
-def generate_and_score(args: argparse.Namespace) -> tuple[list[PromptItem], list[list[str]], list[list[ScoredSample]]]:
-    """-> prompts, completions[prompt][k], scores[prompt][k]."""
+@dataclass
+class Generated:
+    prompts: list[PromptItem]
+    routing: RoutingConfig
+    texts: list[list[str]]
+    """texts[prompt][k]"""
+    scores: list[list[ScoredSample]]
+    """scores[prompt][k]"""
+
+
+def generate_and_score(args: argparse.Namespace) -> Generated:
+    """Inputs are read and checked before any generation, so a bad path fails at once."""
     from trainer.policy import limit_threads, load_checkpoint, sample
     from trainer.reward_client import score_blocking
 
     limit_threads()
     prompts = load_prompts(args.prompts)
+    routing = RoutingConfig.load_or_default(args.routing)
     model, tokenizer = load_checkpoint(args.model)
     model.eval()
     texts: list[list[str]] = []
     for start in range(0, len(prompts), args.batch_prompts):
         part = prompts[start : start + args.batch_prompts]
         rows = sample(model, tokenizer, [p.prompt for p in part], args.samples, args.max_new_tokens,
-                      args.temperature, args.seed + start)
+                      args.temperature, args.seed + start, with_logps=False)
         for i in range(len(part)):
             texts.append([tokenizer.decode(row.token_ids, skip_special_tokens=True)
                           for row in rows[i * args.samples : (i + 1) * args.samples]])
-    samples = [
-        Sample(id=f"{p.id}#{j}", task=p.task, completion=text, prompt=p.prompt, answer=p.answer,
-               metadata=dict(p.metadata))
-        for p, group in zip(prompts, texts, strict=True) for j, text in enumerate(group)
-    ]
-    routing = RoutingConfig.load(args.routing) if args.routing else DEFAULT_ROUTING
-    rewards = RewardsConfig(backend=args.backend, endpoint=args.endpoint,
-                            routing={t: {wv.verifier: wv.weight for wv in r} for t, r in routing.tasks.items()})
+    samples = [p.to_sample(f"{p.id}#{j}", text) for p, group in zip(prompts, texts, strict=True)
+               for j, text in enumerate(group)]
     with tempfile.TemporaryDirectory(prefix="arbiter-") as workdir:
-        flat = score_blocking(rewards, routing, samples, Path(workdir))
+        flat = score_blocking(RewardsConfig(backend=args.backend, endpoint=args.endpoint), routing, samples,
+                              Path(workdir))
     k = args.samples
-    return prompts, texts, [flat[i * k : (i + 1) * k] for i in range(len(prompts))]
+    return Generated(prompts, routing, texts, [flat[i * k : (i + 1) * k] for i in range(len(prompts))])

@@ -24,6 +24,12 @@ import torch
 LossType = Literal["grpo", "bnpo", "dr_grpo", "dapo"]
 
 
+def _k3_kl(ref_per_token_logps: torch.Tensor, per_token_logps: torch.Tensor) -> torch.Tensor:
+    """Schulman's k3 estimator of KL(policy || ref) per token: exp(ref - logp) - (ref - logp) - 1 -> (B, T)."""
+    delta = ref_per_token_logps - per_token_logps  # (B, T)
+    return torch.exp(delta) - delta - 1
+
+
 def _per_token_terms(
     per_token_logps: torch.Tensor,
     old_per_token_logps: torch.Tensor,
@@ -43,8 +49,7 @@ def _per_token_terms(
     if beta != 0.0:
         if ref_per_token_logps is None:
             raise ValueError("ref_per_token_logps: required when beta != 0")
-        delta = ref_per_token_logps - per_token_logps  # (B, T)
-        kl = torch.exp(delta) - delta - 1  # (B, T)
+        kl = _k3_kl(ref_per_token_logps, per_token_logps)  # (B, T)
         if kl_bias_correction:
             kl = kl * ratio
         loss = loss + beta * kl
@@ -113,8 +118,7 @@ def loss_stats(
     clipped = ((ratio < 1 - epsilon_low) & (adv < 0)) | ((ratio > 1 + epsilon_high) & (adv > 0))  # (B, T)
     kl = 0.0
     if ref_per_token_logps is not None:
-        delta = ref_per_token_logps - per_token_logps  # (B, T)
-        kl = float(((torch.exp(delta) - delta - 1) * mask).sum() / n)
+        kl = float((_k3_kl(ref_per_token_logps, per_token_logps) * mask).sum() / n)
     return LossStats(
         kl_mean=kl, clip_fraction=float((clipped * mask).sum() / n), ratio_mean=float((ratio * mask).sum() / n)
     )

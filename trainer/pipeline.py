@@ -47,7 +47,6 @@ class Group:
 
 @dataclass
 class StepBatch:
-    step: int
     groups: list[Group]
     """In the order of `StepRollouts.completions`: group i holds completions i*G .. i*G+G-1."""
     generate_s: float = 0.0
@@ -59,7 +58,6 @@ class StepBatch:
 class StepRollouts:
     """A step's completions once all are generated; `scored` resolves when all are scored too."""
 
-    step: int
     completions: list[Completion]
     """Chunk order, each prompt's G completions consecutive."""
     scored: asyncio.Future[StepBatch]
@@ -80,7 +78,7 @@ class _Pending:
     def fail(self, exc: Exception) -> None:
         if not self.generated.done():
             self.generated.set_exception(exc)
-            self.scored.cancel()  # only ever handed out inside `generated`'s result
+            self.scored.cancel()  # the learner never got it; the next step's chunks take cancelled as finished
         elif not self.scored.done():
             self.scored.set_exception(exc)
 
@@ -106,14 +104,8 @@ def chunk_sizes(total: int, chunks: int) -> list[int]:
     return sizes
 
 
-def to_samples(chunk: RolloutChunk, step: int) -> list[Sample]:
-    return [
-        Sample(
-            id=f"s{step}-{c.prompt.id}-{c.index}", task=c.prompt.task, completion=c.text, prompt=c.prompt.prompt,
-            answer=c.prompt.answer, metadata=dict(c.prompt.metadata),
-        )
-        for c in chunk.completions
-    ]
+def to_samples(chunk: RolloutChunk) -> list[Sample]:
+    return [c.prompt.to_sample(f"s{chunk.request.step}-{c.prompt.id}-{c.index}", c.text) for c in chunk.completions]
 
 
 class Pipeline:
@@ -170,7 +162,7 @@ class Pipeline:
         return self._producer is not None and self._producer.done()
 
     def _raise_producer_error(self) -> None:
-        if self._producer is not None and self._producer.done() and not self._producer.cancelled():
+        if self._producer is not None and self._producer_failed() and not self._producer.cancelled():
             exc = self._producer.exception()
             if exc is not None:
                 raise exc
@@ -199,12 +191,12 @@ class Pipeline:
                 worker = self.workers[worker_index % len(self.workers)]
                 worker_index += 1
                 ref = worker.generate.remote([weights], version, request)
-                task = asyncio.create_task(self._chunk(step, ref, pending))
+                task = asyncio.create_task(self._chunk(ref, pending))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             step += 1
 
-    async def _chunk(self, step: int, ref: Any, pending: _Pending) -> None:
+    async def _chunk(self, ref: Any, pending: _Pending) -> None:
         try:
             chunk: RolloutChunk = await ref
             index = chunk.request.chunk
@@ -213,13 +205,13 @@ class Pipeline:
             if len(pending.rollouts) == pending.chunks:
                 # Chunk order, not arrival order: the batch (and a resumed run) does not depend on timing.
                 completions = [c for i in sorted(pending.rollouts) for c in pending.rollouts[i].completions]
-                pending.generated.set_result(StepRollouts(step, completions, pending.scored))
+                pending.generated.set_result(StepRollouts(completions, pending.scored))
             if pending.previous is not None:
                 # With max_staleness >= 1 the next step's first chunks are ready while this step's last
                 # are still scoring; they would only delay the batch the learner is waiting for.
                 await asyncio.wait([pending.previous])
             sent = time.monotonic()
-            scores = await self.rewards.score(to_samples(chunk, step))
+            scores = await self.rewards.score(to_samples(chunk))
             pending.score_s += time.monotonic() - sent
             if len(scores) != len(chunk.completions):
                 raise RuntimeError(f"reward client returned {len(scores)} results for {len(chunk.completions)} samples")
@@ -230,7 +222,7 @@ class Pipeline:
             ]
             if len(pending.groups) == pending.chunks and not pending.scored.done():
                 groups = [group for i in sorted(pending.groups) for group in pending.groups[i]]
-                pending.scored.set_result(StepBatch(step, groups, pending.generate_s, pending.score_s / pending.chunks))
+                pending.scored.set_result(StepBatch(groups, pending.generate_s, pending.score_s / pending.chunks))
         except BaseException as exc:  # the learner awaits these futures: it must hear about any failure
             pending.fail(exc if isinstance(exc, Exception) else RuntimeError("chunk cancelled"))
             raise

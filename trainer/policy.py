@@ -102,7 +102,8 @@ class Sampled:
     token_ids: list[int]
     """Generated ids up to and including the first EOS."""
     logps: list[float]
-    """Log-prob of each token under the sampling policy at the sampling temperature."""
+    """Log-prob of each token under the sampling policy at the sampling temperature (empty when
+    `sample` was asked for none)."""
 
 
 @torch.no_grad()
@@ -114,11 +115,13 @@ def sample(
     max_new_tokens: int,
     temperature: float,
     seed: int,
+    with_logps: bool = True,
 ) -> list[Sampled]:
     """Draw `num_samples` completions per prompt (grouped consecutively) with plain ancestral sampling.
 
     The log-probs come from the logits `generate` sampled from (as vLLM returns them), so no
-    second forward pass is needed; they equal `completion_logps` of the same weights.
+    second forward pass is needed; they equal `completion_logps` of the same weights. Without
+    `with_logps` generate keeps no logits (a (B, V) tensor per token for a large vocabulary).
     """
     from transformers import GenerationConfig
 
@@ -128,14 +131,16 @@ def sample(
     generation = GenerationConfig(
         do_sample=True, temperature=temperature, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        output_logits=True, return_dict_in_generate=True,
+        output_logits=with_logps, return_dict_in_generate=True,
     )
     was_training = model.training
     model.eval()
     out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=generation)
     model.train(was_training)
     generated = out.sequences[:, prompt_ids.size(1) :]  # (B*n, T)
-    logits = torch.stack(out.logits, dim=1).float() / temperature  # (B*n, T, V), unprocessed
-    logps = torch.log_softmax(logits, dim=-1).gather(-1, generated.unsqueeze(-1)).squeeze(-1)  # (B*n, T)
+    logps = torch.zeros(generated.shape)  # (B*n, T)
+    for t, step_logits in enumerate(out.logits or ()):  # (B*n, V) each, unprocessed
+        step_logps = torch.log_softmax(step_logits.float() / temperature, dim=-1)  # (B*n, V)
+        logps[:, t] = step_logps.gather(-1, generated[:, t : t + 1]).squeeze(-1)
     rows = [cut_at_eos(row, tokenizer.eos_token_id) for row in generated.tolist()]
-    return [Sampled(row, logps[i, : len(row)].tolist()) for i, row in enumerate(rows)]
+    return [Sampled(row, logps[i, : len(row)].tolist() if with_logps else []) for i, row in enumerate(rows)]

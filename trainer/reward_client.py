@@ -183,15 +183,15 @@ async def open_reward_client(cfg: RewardsConfig, routing: RoutingConfig, workdir
             await asyncio.to_thread(shutdown_serve)
 
 
-def score_blocking(cfg: RewardsConfig, routing: RoutingConfig, samples: Sequence[Sample], workdir: Path,
-                   ray_address: str | None = None) -> list[ScoredSample]:
+def score_blocking(cfg: RewardsConfig, routing: RoutingConfig, samples: Sequence[Sample], workdir: Path
+                   ) -> list[ScoredSample]:
     """Score a whole list from synchronous code (`arbiter sample`, `arbiter eval`), Ray started if needed."""
     started_ray = False
     if cfg.backend == "serve" and cfg.endpoint is None:
         import ray
 
         if not ray.is_initialized():
-            ray.init(address=ray_address or "local", include_dashboard=False, configure_logging=False,
+            ray.init(address="local", include_dashboard=False, configure_logging=False,
                      log_to_driver=False)
             started_ray = True
 

@@ -9,6 +9,8 @@ corrects for any lag. On CPU generation is transformers `generate`; with a GPU i
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +19,9 @@ import ray
 import torch
 
 from trainer.data import PromptItem
+from trainer.policy import Sampled, sample
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,12 +68,9 @@ class _HFGenerator:
     def load(self, state_dict: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(state_dict)
 
-    def generate(self, req: RolloutRequest) -> list[tuple[list[int], list[float]]]:
-        from trainer.policy import sample
-
-        rows = sample(self.model, self.tokenizer, [p.prompt for p in req.prompts], req.group_size,
+    def generate(self, req: RolloutRequest) -> list[Sampled]:
+        return sample(self.model, self.tokenizer, [p.prompt for p in req.prompts], req.group_size,
                       req.max_new_tokens, req.temperature, _seed_for(req))
-        return [(row.token_ids, row.logps) for row in rows]
 
 
 class _VLLMGenerator:
@@ -90,7 +92,7 @@ class _VLLMGenerator:
         runner.load_weights(list(state_dict.items()))
         self.llm.reset_prefix_cache()
 
-    def generate(self, req: RolloutRequest) -> list[tuple[list[int], list[float]]]:
+    def generate(self, req: RolloutRequest) -> list[Sampled]:
         from vllm import SamplingParams
 
         params = SamplingParams(n=req.group_size, temperature=req.temperature, max_tokens=req.max_new_tokens,
@@ -100,7 +102,7 @@ class _VLLMGenerator:
         for request_output in outputs:
             for o in request_output.outputs:
                 ids = list(o.token_ids)
-                out.append((ids, [lp[t].logprob for t, lp in zip(ids, o.logprobs, strict=True)]))
+                out.append(Sampled(ids, [lp[t].logprob for t, lp in zip(ids, o.logprobs, strict=True)]))
         return out
 
 
@@ -129,19 +131,22 @@ class RolloutWorker:
         rows = self.generator.generate(req)
         completions = tuple(
             Completion(
-                prompt=req.prompts[i // req.group_size], index=i % req.group_size, token_ids=tuple(ids),
-                text=self.tokenizer.decode(ids, skip_special_tokens=True), logps=tuple(logps),
+                prompt=req.prompts[i // req.group_size], index=i % req.group_size, token_ids=tuple(row.token_ids),
+                text=self.tokenizer.decode(row.token_ids, skip_special_tokens=True), logps=tuple(row.logps),
                 policy_version=version,
             )
-            for i, (ids, logps) in enumerate(rows)
+            for i, row in enumerate(rows)
         )
         return RolloutChunk(req, completions, time.perf_counter() - start)
 
 
 def start_workers(num_workers: int, num_cpus: float, model: Any, tokenizer: Any, workdir: str,
                   resources: dict[str, float] | None = None) -> list[Any]:
-    """One actor per worker; on a GPU node each holds a GPU and generates with vLLM."""
-    use_vllm = torch.cuda.is_available()
+    """One actor per worker; with a GPU and vLLM installed (GPU images add it; it is no dependency)
+    each holds a GPU and generates with vLLM, otherwise with transformers on CPU."""
+    use_vllm = torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None
+    if torch.cuda.is_available() and not use_vllm:
+        log.warning("a CUDA GPU is present but vLLM is not installed: rollouts use transformers on CPU")
     options: dict[str, Any] = {"num_cpus": num_cpus, "resources": dict(resources or {})}
     if use_vllm:
         options["num_gpus"] = 1

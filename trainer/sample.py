@@ -29,12 +29,13 @@ def run(args: argparse.Namespace) -> int:
     from trainer.generation_cli import INPUT_ERRORS, generate_and_score
 
     try:
-        prompts, texts, scores = generate_and_score(args)
+        generated = generate_and_score(args)
     except INPUT_ERRORS as exc:
         print(f"arbiter sample: {exc}")
         return 2
+    prompts, texts = generated.prompts, generated.texts
     rows = []
-    for prompt, group, group_scores in zip(prompts, texts, scores, strict=True):
+    for prompt, group, group_scores in zip(prompts, texts, generated.scores, strict=True):
         kept: list[str] = []
         for text, scored in zip(group, group_scores, strict=True):
             if accepted(scored) and text not in kept:

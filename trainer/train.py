@@ -183,15 +183,6 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
     return rows
 
 
-def _timed(fn: Any, *args: Any) -> tuple[Any, float]:
-    """fn(*args) and the monotonic time it returned."""
-    return fn(*args), time.monotonic()
-
-
-async def _timed_await(future: Any) -> tuple[Any, float]:
-    return await future, time.monotonic()
-
-
 async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_model: Any, tokenizer: Any,
                 optimizer: torch.optim.Optimizer, workers: list[Any], prompts: list[PromptItem], routing: RoutingConfig,
                 output: Path, first_step: int, started: float, progress: bool) -> list[dict[str, Any]]:
@@ -214,11 +205,11 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_mo
                 wait_start = time.monotonic()
                 rollouts = await pipeline.next_rollouts()
                 generated = time.monotonic()
-                (forward, forward_done), (batch, scored) = await asyncio.gather(
-                    asyncio.to_thread(_timed, policy_forward, model, ref_model, tokenizer, rollouts.completions,
-                                      cfg.grpo),
-                    _timed_await(rollouts.scored),
-                )
+                forward = await asyncio.to_thread(policy_forward, model, ref_model, tokenizer, rollouts.completions,
+                                                  cfg.grpo)
+                forward_done = time.monotonic()
+                batch = await rollouts.scored  # scoring went on during the forward pass
+                scored = time.monotonic()
                 update = await asyncio.to_thread(
                     grpo_update, model, optimizer, forward, batch.groups, cfg.grpo, step, cfg.seed * 1_000_003 + step,
                 )
@@ -236,7 +227,7 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_mo
                     "grad_norm": update.grad_norm,
                     "groups_kept": update.groups_kept,
                     # Waiting on rewards: scores still missing after the forward pass that overlapped them.
-                    "learner_wait_fraction": max(0.0, scored - forward_done) / step_time if step_time > 0 else 0.0,
+                    "learner_wait_fraction": (scored - forward_done) / step_time if step_time > 0 else 0.0,
                     "generation_wait_fraction": (generated - wait_start) / step_time if step_time > 0 else 0.0,
                     "step_time_s": step_time,
                     "generate_s": batch.generate_s,

@@ -1,4 +1,5 @@
-"""The pool worker's entry points: one request in, plain strings out."""
+"""Entry points of a comparison, in a pool worker or inline under a bounded worker's deadline: one
+request in, plain strings out."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Gold-versus-answer comparison on top of Math-Verify. Runs inside a pool worker.
+"""Gold-versus-answer comparison on top of Math-Verify. Runs in a pool worker, or inline under a
+bounded worker's deadline.
 
 Math-Verify does the parsing (LaTeX via latex2sympy2) and the comparison
 (`verify`). Around it this module fixes the false positives we found, each at
@@ -27,7 +28,7 @@ its cause:
   relative tolerance on a 30-digit evaluation, without chopping.
 
 Every function returns plain strings and bools: sympy objects are printed here,
-inside the worker's deadline, never in the caller.
+inside the comparison's deadline (the pool's or the bounded worker's), never outside it.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ from math_verify import ExprExtractionConfig, LatexExtractionConfig, StringExtra
 from sympy import Basic, Expr, Float, Interval, MatrixBase, Tuple
 from sympy import FiniteSet as SympyFiniteSet
 
-# Math-Verify warns once per process that its timeouts are off; the pool enforces them.
+# Math-Verify warns once per process that its timeouts are off; the pool or the bounded worker's
+# supervisor enforces them.
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 CORRECT = "correct"

@@ -25,13 +25,12 @@ from rewards._workers import (
     WorkerPool,
     WorkerTimeout,
     bounded,
-    describe_exception,
     in_bounded_worker,
 )
 from rewards.math._worker import handle, unlimited_int_digits, warm_parsers
 from rewards.math.compare import CORRECT, GOLD_UNPARSABLE, CompareOptions
 from rewards.math.extract import extract_answer
-from rewards.types import Sample, SampleError, Verdict, VerifierResult
+from rewards.types import Sample, SampleError, Verdict, VerifierResult, describe_exception
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,13 @@ import json
 import marshal
 import secrets
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
 from sandbox.api import Limits, RunRequest, RunResult, Status
+from sandbox.grading.checker import Runner
 from sandbox.grading.result import GradeReport, GradingFault, Outcome, TestOutcome
-
-Runner = Callable[[RunRequest], RunResult]
 
 # Interpreter start-up of referee and contestant, on top of the per-test time.
 STARTUP_ALLOWANCE_S = 5.0

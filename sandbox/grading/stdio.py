@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sandbox.api import Limits, RunRequest, RunResult, Status
-from sandbox.grading.checker import Checker, run_checker
+from sandbox.api import Limits, RunRequest, Status
+from sandbox.grading.checker import Checker, Runner, run_checker
 from sandbox.grading.result import GradeReport, GradingFault, Outcome, TestOutcome
-
-Runner = Callable[[RunRequest], RunResult]
 
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _RUN_OUTCOME = {
