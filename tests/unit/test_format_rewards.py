@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import re
+
 import pytest
 
 from rewards.format import R1Parts, StrictFormatConfig, StrictFormatVerifier, TagCountVerifier, split_r1
@@ -90,3 +93,12 @@ def test_split_r1_handles_prefilled_and_repeated_blocks() -> None:
     assert split_r1("reasoning</think><answer>1</answer>").think == "reasoning"
     assert split_r1("<think>x</think><answer>1</answer><answer>2</answer>").answer == "2"
     assert split_r1("no tags") == R1Parts(think=None, answer=None)
+
+
+def test_answer_block_is_the_last_non_overlapping_regex_match_on_tag_soup() -> None:
+    rng = random.Random(0)
+    pieces = ["<answer>", "</answer>", "x", "y\n", "<think>", "</think>", "<answ", "er>"]
+    for _ in range(5000):
+        completion = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        blocks = re.findall(r"<answer>(.*?)</answer>", completion, flags=re.DOTALL)
+        assert split_r1(completion).answer == (blocks[-1] if blocks else None), completion
