@@ -26,6 +26,7 @@ def ray_cluster():
 
     if not ray.is_initialized():
         ray.init(
+            address="local",  # never join a cluster some other process started on this host
             num_cpus=8,  # logical slots: actors and Serve replicas share the 2 real cores
             include_dashboard=False,
             configure_logging=False,
