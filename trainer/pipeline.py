@@ -1,8 +1,9 @@
 """The asynchronous rollout -> reward -> learner pipeline.
 
     producer (one asyncio task)       for each step s: wait until the learner's version >= s - max_staleness,
-                                      then split the step's prompts into chunks and send each to a rollout
-                                      actor with the newest weights
+                                      then split the step's prompts into chunks and send each to the least
+                                      busy live rollout actor with the newest weights (a chunk whose actor
+                                      or node dies is generated again on a live one: rollout.RolloutPool)
     chunk tasks (one per chunk)       await the actor's completions, send them to the verifiers (they
                                       stream to scoring as each chunk finishes, in step order), collect
                                       the scores
@@ -33,7 +34,7 @@ from rewards.types import Sample
 from trainer.config import TrainConfig
 from trainer.data import PromptItem
 from trainer.reward_client import RewardClient
-from trainer.rollout import Completion, RolloutChunk, RolloutRequest
+from trainer.rollout import Completion, RolloutChunk, RolloutPool, RolloutRequest
 
 
 @dataclass
@@ -52,6 +53,8 @@ class StepBatch:
     generate_s: float = 0.0
     score_s: float = 0.0
     """Mean time one chunk's scoring took (sent to all results back)."""
+    retries: int = 0
+    """Chunks generated again because their rollout actor or node was lost."""
 
 
 @dataclass
@@ -74,6 +77,7 @@ class _Pending:
     groups: dict[int, list[Group]] = field(default_factory=dict)  # by chunk index
     generate_s: float = 0.0
     score_s: float = 0.0
+    retries: int = 0
 
     def fail(self, exc: Exception) -> None:
         if not self.generated.done():
@@ -104,8 +108,10 @@ def chunk_sizes(total: int, chunks: int) -> list[int]:
     return sizes
 
 
-def to_samples(chunk: RolloutChunk) -> list[Sample]:
-    return [c.prompt.to_sample(f"s{chunk.request.step}-{c.prompt.id}-{c.index}", c.text) for c in chunk.completions]
+def to_samples(chunk: RolloutChunk, prefix: str = "s") -> list[Sample]:
+    """Sample ids `s{step}-{prompt id}-{index}` (training) or `eval{version}-...` (evaluation)."""
+    step = f"{prefix}{chunk.request.step}"
+    return [c.prompt.to_sample(f"{step}-{c.prompt.id}-{c.index}", c.text) for c in chunk.completions]
 
 
 class Pipeline:
@@ -119,7 +125,7 @@ class Pipeline:
         weights: Any,
     ) -> None:
         self.cfg = cfg
-        self.workers = workers
+        self.pool = RolloutPool(workers, cfg.rollout.unavailable_timeout_s)
         self.rewards = rewards
         self.prompts = prompts
         self.version = first_step
@@ -147,6 +153,14 @@ class Pipeline:
             self.weights = weights
             self._changed.notify_all()
 
+    def _current_weights(self) -> tuple[int, Any]:
+        return self.version, self.weights
+
+    async def generate(self, request: RolloutRequest) -> RolloutChunk:
+        """One chunk outside the step schedule (evaluation), on a live actor, with the newest weights."""
+        chunk, _ = await self.pool.generate(request, self._current_weights)
+        return chunk
+
     async def next_rollouts(self) -> StepRollouts:
         """The next step's completions, once all are generated (their scores may still be on the way)."""
         step = self.next_step
@@ -170,12 +184,10 @@ class Pipeline:
     async def _produce(self) -> None:
         g, r = self.cfg.grpo, self.cfg.rollout
         step = self.next_step
-        worker_index = 0
         previous: asyncio.Future[StepBatch] | None = None
         while step < g.steps:
             async with self._changed:
                 await self._changed.wait_for(lambda s=step: self.version >= s - g.max_staleness)
-                version, weights = self.version, self.weights
                 loop = asyncio.get_running_loop()
                 pending = _Pending(r.chunks_per_step, loop.create_future(), loop.create_future(), previous)
                 previous = pending.scored
@@ -188,17 +200,16 @@ class Pipeline:
                 offset += size
                 request = RolloutRequest(step, chunk_index, part, g.group_size, g.max_completion_tokens,
                                          g.temperature, self.cfg.seed)
-                worker = self.workers[worker_index % len(self.workers)]
-                worker_index += 1
-                ref = worker.generate.remote([weights], version, request)
-                task = asyncio.create_task(self._chunk(ref, pending))
+                # Tasks start in creation order, so chunks reach the actors in step order.
+                task = asyncio.create_task(self._chunk(request, pending))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             step += 1
 
-    async def _chunk(self, ref: Any, pending: _Pending) -> None:
+    async def _chunk(self, request: RolloutRequest, pending: _Pending) -> None:
         try:
-            chunk: RolloutChunk = await ref
+            chunk, retries = await self.pool.generate(request, self._current_weights)
+            pending.retries += retries
             index = chunk.request.chunk
             pending.rollouts[index] = chunk
             pending.generate_s += chunk.generate_s
@@ -222,7 +233,8 @@ class Pipeline:
             ]
             if len(pending.groups) == pending.chunks and not pending.scored.done():
                 groups = [group for i in sorted(pending.groups) for group in pending.groups[i]]
-                pending.scored.set_result(StepBatch(groups, pending.generate_s, pending.score_s / pending.chunks))
+                pending.scored.set_result(StepBatch(groups, pending.generate_s, pending.score_s / pending.chunks,
+                                                    pending.retries))
         except BaseException as exc:  # the learner awaits these futures: it must hear about any failure
             pending.fail(exc if isinstance(exc, Exception) else RuntimeError("chunk cancelled"))
             raise
@@ -232,3 +244,4 @@ class Pipeline:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.pool.close()

@@ -1,4 +1,5 @@
-"""reward_curve.png from metrics.jsonl (matplotlib, headless)."""
+"""reward_curve.png from metrics.jsonl (matplotlib, headless): the step means as lines, the
+evaluations (eval/pass@1, eval/cons@K, on the steps that have them) as marked lines."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ def plot_metrics(metrics: Path, out: Path) -> None:
         values = [r.get(key) for r in rows]
         if any(v is not None for v in values):
             ax.plot(steps, [float("nan") if v is None else v for v in values], label=label)
+    for key in sorted({k for r in rows for k in r if k.startswith(("eval/pass@", "eval/cons@"))}):
+        points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+        ax.plot([s for s, _ in points], [v for _, v in points], marker="o", linestyle="--", label=key)
     ax.set_xlabel("GRPO step")
     ax.set_ylabel("mean over the step's completions")
     ax.grid(alpha=0.3)

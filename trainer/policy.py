@@ -32,21 +32,41 @@ def limit_threads() -> None:
 def load_policy(cfg: ModelConfig, seed: int) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Build the tiny model or load a local checkpoint directory (never from the network)."""
     if cfg.init == "tiny":
-        from trainer.tiny import build_model, build_tokenizer
+        from trainer.tiny import build_model
 
-        tokenizer = build_tokenizer()
+        tokenizer = load_tokenizer(cfg)
         return build_model(cfg.tiny, tokenizer, seed), tokenizer
     return load_checkpoint(cfg.init)
 
 
-def load_checkpoint(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
+    """The policy's tokenizer alone (cheap: prompts are rendered and checked before Ray starts)."""
+    if cfg.init == "tiny":
+        from trainer.tiny import build_tokenizer
+
+        return build_tokenizer()
+    return _checkpoint_tokenizer(_checkpoint_dir(cfg.init))
+
+
+def _checkpoint_dir(path: str | Path) -> Path:
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path}: not a model checkpoint (no config.json)")
+    return path
+
+
+def _checkpoint_tokenizer(path: Path) -> PreTrainedTokenizerBase:
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:  # Llama-style tokenizers ship none; padding is always masked out
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_checkpoint(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    path = _checkpoint_dir(path)
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
-    return model, tokenizer
+    return model, _checkpoint_tokenizer(path)
 
 
 @dataclass

@@ -1,5 +1,9 @@
 """Rollout workers: Ray actors that sample G completions per prompt with a given policy version.
 
+Losing one is routine (preemptible GPU nodes): `RolloutPool` sends each chunk to the least busy
+live actor, and a chunk whose actor or node died is generated again on a live one with the
+weights current at that moment, while Ray restarts the lost actor wherever it fits.
+
 The learner publishes weights with `ray.put(state_dict)` after each update; a worker loads them
 the first time it is asked to generate with a newer version, so weights cross the object store
 once per worker and version. Each completion carries its sampling log-probs (per token, from
@@ -9,9 +13,11 @@ corrects for any lag. On CPU generation is transformers `generate`; with a GPU i
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +40,8 @@ class RolloutRequest:
     max_new_tokens: int
     temperature: float
     seed: int
+    stream: int = 0
+    """0 for training chunks, 1 for evaluation: separate random streams for the same (step, chunk)."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,7 @@ class RolloutChunk:
 
 
 def _seed_for(req: RolloutRequest) -> int:
-    return (req.seed * 1_000_003 + req.step * 1_009 + req.chunk) % (2**31)
+    return (req.seed * 1_000_003 + req.step * 1_009 + req.chunk + req.stream * 7_919_993) % (2**31)
 
 
 class _HFGenerator:
@@ -120,6 +128,10 @@ class RolloutWorker:
         self.generator = _VLLMGenerator(model, tokenizer, workdir) if use_vllm else _HFGenerator(model, tokenizer)
         self.version = -1
 
+    def ready(self) -> bool:
+        """Answers once the actor is up (again): how a restarted actor is seen to be back."""
+        return True
+
     def generate(self, weights: list[ray.ObjectRef], version: int, req: RolloutRequest) -> RolloutChunk:
         """`weights` is a one-element list so that Ray does not fetch the state dict unless it is new."""
         import time
@@ -143,11 +155,16 @@ class RolloutWorker:
 def start_workers(num_workers: int, num_cpus: float, model: Any, tokenizer: Any, workdir: str,
                   resources: dict[str, float] | None = None) -> list[Any]:
     """One actor per worker; with a GPU and vLLM installed (GPU images add it; it is no dependency)
-    each holds a GPU and generates with vLLM, otherwise with transformers on CPU."""
+    each holds a GPU and generates with vLLM, otherwise with transformers on CPU.
+
+    Actors are spread over the nodes that fit them, so one node's loss takes as few as possible, and
+    Ray restarts a lost one without limit (its chunks are retried by `RolloutPool`, not by Ray).
+    """
     use_vllm = torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None
     if torch.cuda.is_available() and not use_vllm:
         log.warning("a CUDA GPU is present but vLLM is not installed: rollouts use transformers on CPU")
-    options: dict[str, Any] = {"num_cpus": num_cpus, "resources": dict(resources or {})}
+    options: dict[str, Any] = {"num_cpus": num_cpus, "resources": dict(resources or {}), "max_restarts": -1,
+                               "max_task_retries": 0, "scheduling_strategy": "SPREAD"}
     if use_vllm:
         options["num_gpus"] = 1
     return [
@@ -159,3 +176,87 @@ def start_workers(num_workers: int, num_cpus: float, model: Any, tokenizer: Any,
 def publish_weights(model: torch.nn.Module) -> ray.ObjectRef:
     """Put a CPU copy of the weights in the object store once; every worker fetches the same object."""
     return ray.put({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
+
+
+LOST = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError)
+"""What a dead actor or node looks like to a caller: the actor died (or is restarting), or the node
+holding the chunk's result is gone. A Python error inside `generate` is a bug and is not retried."""
+
+
+class RolloutPool:
+    """The rollout actors, which are alive, and how busy each is.
+
+    A failed call marks its actor lost and the chunk is generated again (same request, so the same
+    prompts and group size; the newest weights) on a live actor. Only a call that raised is retried,
+    so every chunk comes back exactly once. A lost actor rejoins when it answers `ready` (Ray
+    restarted it, on its node or another with room); until then it gets no chunks. With no live
+    actor for `unavailable_timeout_s` the run fails, naming the lost actors.
+    """
+
+    def __init__(self, workers: list[Any], unavailable_timeout_s: float) -> None:
+        self.workers = list(workers)
+        self.unavailable_timeout_s = unavailable_timeout_s
+        self._busy = [0] * len(self.workers)
+        self._lost: dict[int, str] = {}  # actor index -> why
+        self._changed = asyncio.Condition()
+        self._rejoining: set[asyncio.Task[None]] = set()
+
+    async def generate(self, request: RolloutRequest,
+                       weights: Callable[[], tuple[int, Any]]) -> tuple[RolloutChunk, int]:
+        """-> (the chunk, how many times it was generated again); `weights()` -> (version, object ref)."""
+        retries = 0
+        while True:
+            index = await self._acquire()
+            version, ref = weights()
+            try:
+                return await self.workers[index].generate.remote([ref], version, request), retries
+            except LOST as exc:
+                retries += 1
+                self._lose(index, exc)
+            finally:
+                self._busy[index] -= 1
+
+    async def _acquire(self) -> int:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.unavailable_timeout_s
+        async with self._changed:
+            while len(self._lost) == len(self.workers):
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    lost = "; ".join(f"worker {i}: {why}" for i, why in sorted(self._lost.items()))
+                    raise RuntimeError(f"no rollout worker alive for {self.unavailable_timeout_s:.0f} s ({lost})")
+                try:
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+                except TimeoutError:
+                    pass
+        index = min((i for i in range(len(self.workers)) if i not in self._lost), key=lambda i: (self._busy[i], i))
+        self._busy[index] += 1
+        return index
+
+    def _lose(self, index: int, exc: BaseException) -> None:
+        if index in self._lost:
+            return
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        self._lost[index] = why
+        log.warning("rollout worker %d lost (%s); its chunks go to the live workers until Ray restarts it",
+                    index, why)
+        task = asyncio.create_task(self._rejoin(index))
+        self._rejoining.add(task)
+        task.add_done_callback(self._rejoining.discard)
+
+    async def _rejoin(self, index: int) -> None:
+        while True:
+            try:
+                await self.workers[index].ready.remote()
+                break
+            except LOST:
+                await asyncio.sleep(1.0)
+        del self._lost[index]
+        log.info("rollout worker %d is back", index)
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def close(self) -> None:
+        for task in self._rejoining:
+            task.cancel()
+        await asyncio.gather(*self._rejoining, return_exceptions=True)

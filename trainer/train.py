@@ -42,12 +42,9 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         cfg = load_config(args.config, parse_overrides(args.set))
-        prompts = load_prompts(resolve_path(cfg.data.prompts))
         routing = RoutingConfig.from_dict({"tasks": cfg.rewards.routing}, source="rewards.routing")
-        unrouted = sorted({p.task for p in prompts} - set(routing.tasks))
-        if unrouted:
-            raise ConfigError(f"rewards.routing: no route for task {unrouted[0]!r} used in {cfg.data.prompts}")
-    except (ConfigError, DataError, ValueError) as exc:
+        prompts, eval_prompts = load_run_prompts(cfg, routing)
+    except (ConfigError, DataError, ValueError, OSError) as exc:
         print(f"arbiter train: {exc}")
         return 2
     output = Path(args.output)
@@ -55,9 +52,27 @@ def run(args: argparse.Namespace) -> int:
         print(f"arbiter train: --resume: no checkpoint in {output / 'checkpoints'}")
         return 2
     start = time.perf_counter()
-    rows = train(cfg, prompts, routing, output, resume=args.resume, progress=not args.no_progress)
+    rows = train(cfg, prompts, routing, output, resume=args.resume, progress=not args.no_progress,
+                 eval_prompts=eval_prompts)
     print(summary(rows, time.perf_counter() - start, output))
     return 0
+
+
+def load_run_prompts(cfg: TrainConfig, routing: RoutingConfig) -> tuple[list[PromptItem], list[PromptItem]]:
+    """The training and eval prompts as the policy reads them (trainer/templates.py), each task routed;
+    read before Ray starts, so a bad file or field fails at once."""
+    from trainer.policy import load_tokenizer
+    from trainer.templates import render_prompts
+
+    tokenizer = load_tokenizer(cfg.model)
+    loaded = []
+    for path in (cfg.data.prompts, cfg.eval.prompts):
+        items = [] if path is None else load_prompts(resolve_path(path), cfg.data)
+        unrouted = sorted({p.task for p in items} - set(routing.tasks))
+        if unrouted:
+            raise ConfigError(f"rewards.routing: no route for task {unrouted[0]!r} used in {path}")
+        loaded.append(render_prompts(items, cfg.model, cfg.data, tokenizer))
+    return loaded[0], loaded[1]
 
 
 def summary(rows: list[dict[str, Any]], wall_s: float, output: Path) -> str:
@@ -115,8 +130,10 @@ def cold_start(cfg: TrainConfig, model: Any, tokenizer: Any, prompts: list[Promp
 
 
 def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, output: Path, *, resume: bool = False,
-          progress: bool = True) -> list[dict[str, Any]]:
+          progress: bool = True, eval_prompts: list[PromptItem] | None = None) -> list[dict[str, Any]]:
     """Run (or resume) a training run; returns this invocation's metrics rows.
+
+    `prompts` and `eval_prompts` are rendered for the policy already (`load_run_prompts`).
 
     Start-up overlaps: once Ray is up, the rollout actors boot and the verifiers deploy on Serve
     in the background while the cold-start SFT runs here.
@@ -168,7 +185,7 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
         rewards_cfg, started_serve = deploying.result()
         log.info("start-up done in %.1fs (Ray, verifiers, rollout actors, cold start)", time.perf_counter() - started)
         rows = asyncio.run(_grpo(cfg, rewards_cfg, model, ref_model, tokenizer, optimizer, workers, prompts, routing,
-                                 output, first_step, started, progress))
+                                 output, first_step, started, progress, eval_prompts or []))
     finally:
         pool.shutdown(wait=True)
         if started_serve:
@@ -185,9 +202,11 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
 
 async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_model: Any, tokenizer: Any,
                 optimizer: torch.optim.Optimizer, workers: list[Any], prompts: list[PromptItem], routing: RoutingConfig,
-                output: Path, first_step: int, started: float, progress: bool) -> list[dict[str, Any]]:
+                output: Path, first_step: int, started: float, progress: bool,
+                eval_prompts: list[PromptItem]) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
+    from trainer.evaluate import evaluate_policy
     from trainer.learner import grpo_update, learning_rate, policy_forward, reward_metrics
     from trainer.pipeline import Pipeline
     from trainer.reward_client import open_reward_client
@@ -214,6 +233,10 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_mo
                     grpo_update, model, optimizer, forward, batch.groups, cfg.grpo, step, cfg.seed * 1_000_003 + step,
                 )
                 await pipeline.publish(publish_weights(model))
+                done = step + 1
+                evaluation = {}
+                if eval_prompts and (done % cfg.eval.every_steps == 0 or done == cfg.grpo.steps):
+                    evaluation = await evaluate_policy(pipeline, rewards, eval_prompts, routing, cfg, done)
                 end = time.monotonic()
                 step_time = end - last_end
                 row = {
@@ -226,6 +249,8 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_mo
                     "learning_rate": learning_rate(cfg.grpo, step),
                     "grad_norm": update.grad_norm,
                     "groups_kept": update.groups_kept,
+                    "groups": len(batch.groups),
+                    "rollout_retries": batch.retries,
                     # Waiting on rewards: scores still missing after the forward pass that overlapped them.
                     "learner_wait_fraction": (scored - forward_done) / step_time if step_time > 0 else 0.0,
                     "generation_wait_fraction": (generated - wait_start) / step_time if step_time > 0 else 0.0,
@@ -233,6 +258,7 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_mo
                     "generate_s": batch.generate_s,
                     "chunk_score_s": batch.score_s,
                     "elapsed_s": time.perf_counter() - started,
+                    **evaluation,
                 }
                 last_end = end
                 rows.append(row)
@@ -241,7 +267,6 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_mo
                 bar.set_postfix(reward=f"{row['reward_mean'] or 0:.2f}", acc=f"{row['accuracy_mean'] or 0:.2f}",
                                 refresh=False)
                 bar.update(1)
-                done = step + 1
                 if done % cfg.output.checkpoint_every_steps == 0 or done == cfg.grpo.steps:
                     checkpoint.save(output, done, model, tokenizer, optimizer, cfg.output.keep_checkpoints)
         finally:
