@@ -128,9 +128,9 @@ class RolloutWorker:
         self.generator = _VLLMGenerator(model, tokenizer, workdir) if use_vllm else _HFGenerator(model, tokenizer)
         self.version = -1
 
-    def ready(self) -> bool:
-        """Answers once the actor is up (again): how a restarted actor is seen to be back."""
-        return True
+    def ready(self) -> int:
+        """Answers once the actor is up (again), with its process id: how a restarted actor is seen back."""
+        return os.getpid()
 
     def generate(self, weights: list[ray.ObjectRef], version: int, req: RolloutRequest) -> RolloutChunk:
         """`weights` is a one-element list so that Ray does not fetch the state dict unless it is new."""

@@ -142,7 +142,7 @@ def test_chat_template_renders_the_system_and_user_turns_and_the_generation_prom
 
 
 def test_chat_template_with_a_tokenizer_that_has_none_is_an_error() -> None:
-    with pytest.raises(ConfigError, match="model.chat_template: the tokenizer of 'tiny' has no chat template"):
+    with pytest.raises(ConfigError, match=r"model\.chat_template: the tokenizer of 'tiny' has no chat template"):
         render_prompts([], ModelConfig(chat_template=True), DataConfig(), load_tokenizer(ModelConfig()))
 
 
