@@ -74,3 +74,19 @@ def test_a_local_chat_model_trains_on_a_parquet_file_with_other_column_names(tmp
     final = output / "checkpoints" / f"step-{STEPS:06d}"
     assert (final / "model.safetensors").is_file() and (final / "chat_template.jinja").is_file()
     assert json.loads((final / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+
+
+def test_eval_reads_the_prompts_as_a_training_config_does(tmp_path: Path, capsys) -> None:
+    from arbiter.cli import main
+
+    model_dir = build_chat_model(tmp_path / "chat-llama")
+    pq.write_table(pa.table(gsm8k_rows([(1, 2), (3, 4), (2, 2)])), tmp_path / "test.parquet")
+    sets = ["data.prompt_field=question", "data.answer_field=solution", "data.id_field=uid", "data.task=math",
+            "data.answer_format=gsm8k", "model.chat_template=true"]
+    per_prompt = tmp_path / "eval.jsonl"
+    assert main(["eval", "--model", str(model_dir), "--prompts", str(tmp_path / "test.parquet"), "-k", "2",
+                 "--max-new-tokens", "8", "--output", str(per_prompt), *(a for s in sets for a in ("--set", s))]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["prompts"] == 3 and summary["faults"] == 0 and "cons@2" in summary
+    assert [json.loads(line)["id"] for line in per_prompt.read_text().splitlines()] == ["sum-1-2", "sum-3-4",
+                                                                                        "sum-2-2"]
