@@ -71,7 +71,7 @@ class DataConfig:
     """Where the prompts are and which of their fields hold what (also read for eval.prompts)."""
 
     prompts: str = "examples/arith_prompts.jsonl"
-    """A prompt file, JSONL (.jsonl, .json) or Parquet (.parquet), read locally; a relative path is
+    """A prompt file, JSONL (.jsonl) or Parquet (.parquet), read locally; a relative path is
     looked up in the working directory, then in the repository (so the default runs from anywhere)."""
     prompt_field: str = "prompt"
     answer_field: str = "answer"

@@ -211,6 +211,8 @@ class RolloutPool:
             try:
                 return await self.workers[index].generate.remote([ref], version, request), retries
             except LOST as exc:
+                if getattr(exc, "actor_init_failed", False):
+                    raise  # its __init__ raised: a broken set-up, which a restart would only repeat
                 retries += 1
                 self._lose(index, exc)
             finally:
@@ -236,7 +238,7 @@ class RolloutPool:
     def _lose(self, index: int, exc: BaseException) -> None:
         if index in self._lost:
             return
-        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        why = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())[:400] or type(exc).__name__
         self._lost[index] = why
         log.warning("rollout worker %d lost (%s); its chunks go to the live workers until Ray restarts it",
                     index, why)

@@ -233,10 +233,9 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_mo
                     grpo_update, model, optimizer, forward, batch.groups, cfg.grpo, step, cfg.seed * 1_000_003 + step,
                 )
                 await pipeline.publish(publish_weights(model))
-                done = step + 1
                 evaluation = {}
-                if eval_prompts and (done % cfg.eval.every_steps == 0 or done == cfg.grpo.steps):
-                    evaluation = await evaluate_policy(pipeline, rewards, eval_prompts, routing, cfg, done)
+                if eval_prompts and ((step + 1) % cfg.eval.every_steps == 0 or step + 1 == cfg.grpo.steps):
+                    evaluation = await evaluate_policy(pipeline, rewards, eval_prompts, routing, cfg, step + 1)
                 end = time.monotonic()
                 step_time = end - last_end
                 row = {
@@ -267,6 +266,7 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_mo
                 bar.set_postfix(reward=f"{row['reward_mean'] or 0:.2f}", acc=f"{row['accuracy_mean'] or 0:.2f}",
                                 refresh=False)
                 bar.update(1)
+                done = step + 1
                 if done % cfg.output.checkpoint_every_steps == 0 or done == cfg.grpo.steps:
                     checkpoint.save(output, done, model, tokenizer, optimizer, cfg.output.keep_checkpoints)
         finally:
