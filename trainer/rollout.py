@@ -105,7 +105,11 @@ class _VLLMGenerator:
 
         params = SamplingParams(n=req.group_size, temperature=req.temperature, max_tokens=req.max_new_tokens,
                                 logprobs=0, seed=_seed_for(req), stop_token_ids=[self.tokenizer.eos_token_id])
-        outputs = self.llm.generate([p.prompt for p in req.prompts], params, use_tqdm=False)
+        # Token ids tokenized as the learner tokenizes them: no special tokens added (a chat template
+        # writes its own BOS), so the sampling log-probs and the learner's see the same context.
+        prompts = [{"prompt_token_ids": self.tokenizer(p.prompt, add_special_tokens=False)["input_ids"]}
+                   for p in req.prompts]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
         out = []
         for request_output in outputs:
             for o in request_output.outputs:
