@@ -71,6 +71,7 @@ def test_a_local_chat_model_trains_on_a_parquet_file_with_other_column_names(tmp
     for row in rows[1:]:
         assert 0.0 <= row["eval/pass@1"] <= 1.0 and 0.0 <= row["eval/cons@4"] <= 1.0
         assert row["eval/faults"] == 0
+    assert (output / "reward_curve.png").stat().st_size > 0
     final = output / "checkpoints" / f"step-{STEPS:06d}"
     assert (final / "model.safetensors").is_file() and (final / "chat_template.jinja").is_file()
     assert json.loads((final / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]

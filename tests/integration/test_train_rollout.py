@@ -259,3 +259,22 @@ def test_a_chunk_whose_actor_is_killed_is_generated_again_and_every_step_keeps_i
         for group in batch.groups:
             assert [c.index for c in group.completions] == [0, 1, 2]
             assert len(group.scores) == 3 and all(c.prompt == group.prompt for c in group.completions)
+
+
+def test_with_no_rollout_actor_alive_for_the_timeout_the_run_fails_naming_them(ray_cluster, tmp_path) -> None:
+    from trainer.rollout import RolloutPool
+
+    model, tok = load_policy(ModelConfig(), seed=0)
+    [worker] = start_workers(1, 0.5, model, tok, str(tmp_path))
+    ray.get(worker.ready.remote())
+    ray.kill(worker, no_restart=True)  # gone for good: nothing will ever answer
+
+    async def run():
+        pool = RolloutPool([worker], unavailable_timeout_s=2.0)
+        try:
+            await pool.generate(request(0), lambda: (0, publish_weights(model)))
+        finally:
+            await pool.close()
+
+    with pytest.raises(RuntimeError, match=r"no rollout worker alive for 2 s \(worker 0: .*actor"):
+        asyncio.run(run())
