@@ -59,20 +59,27 @@ def run(args: argparse.Namespace) -> int:
 
 
 def load_run_prompts(cfg: TrainConfig, routing: RoutingConfig) -> tuple[list[PromptItem], list[PromptItem]]:
-    """The training and eval prompts as the policy reads them (trainer/templates.py), each task routed;
-    read before Ray starts, so a bad file or field fails at once."""
+    """The training and eval prompts as the policy reads them, read before Ray starts, so a bad file
+    or field fails at once."""
     from trainer.policy import load_tokenizer
-    from trainer.templates import render_prompts
 
     tokenizer = load_tokenizer(cfg.model)
-    loaded = []
-    for path in (cfg.data.prompts, cfg.eval.prompts):
-        items = [] if path is None else load_prompts(resolve_path(path), cfg.data)
-        unrouted = sorted({p.task for p in items} - set(routing.tasks))
-        if unrouted:
-            raise ConfigError(f"rewards.routing: no route for task {unrouted[0]!r} used in {path}")
-        loaded.append(render_prompts(items, cfg.model, cfg.data, tokenizer))
-    return loaded[0], loaded[1]
+    return read_prompts(cfg, cfg.data.prompts, routing, tokenizer), read_eval_prompts(cfg, routing, tokenizer)
+
+
+def read_prompts(cfg: TrainConfig, path: str, routing: RoutingConfig, tokenizer: Any) -> list[PromptItem]:
+    """A prompt file read with the data.* fields, every task routed, rendered (trainer/templates.py)."""
+    from trainer.templates import render_prompts
+
+    items = load_prompts(resolve_path(path), cfg.data)
+    unrouted = sorted({p.task for p in items} - set(routing.tasks))
+    if unrouted:
+        raise ConfigError(f"rewards.routing: no route for task {unrouted[0]!r} used in {path}")
+    return render_prompts(items, cfg.model, cfg.data, tokenizer)
+
+
+def read_eval_prompts(cfg: TrainConfig, routing: RoutingConfig, tokenizer: Any) -> list[PromptItem]:
+    return [] if cfg.eval.prompts is None else read_prompts(cfg, cfg.eval.prompts, routing, tokenizer)
 
 
 def summary(rows: list[dict[str, Any]], wall_s: float, output: Path) -> str:
@@ -133,7 +140,8 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
           progress: bool = True, eval_prompts: list[PromptItem] | None = None) -> list[dict[str, Any]]:
     """Run (or resume) a training run; returns this invocation's metrics rows.
 
-    `prompts` and `eval_prompts` are rendered for the policy already (`load_run_prompts`).
+    `prompts` are as the policy reads them (`load_run_prompts`); `eval_prompts` too, or None to
+    read eval.prompts here.
 
     Start-up overlaps: once Ray is up, the rollout actors boot and the verifiers deploy on Serve
     in the background while the cold-start SFT runs here.
@@ -185,7 +193,8 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
         rewards_cfg, started_serve = deploying.result()
         log.info("start-up done in %.1fs (Ray, verifiers, rollout actors, cold start)", time.perf_counter() - started)
         rows = asyncio.run(_grpo(cfg, rewards_cfg, model, ref_model, tokenizer, optimizer, workers, prompts, routing,
-                                 output, first_step, started, progress, eval_prompts or []))
+                                 output, first_step, started, progress,
+                                 read_eval_prompts(cfg, routing, tokenizer) if eval_prompts is None else eval_prompts))
     finally:
         pool.shutdown(wait=True)
         if started_serve:
