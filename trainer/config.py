@@ -132,12 +132,12 @@ class RolloutConfig:
     """A step's prompts are generated in this many chunks, each scored once it is generated (a chunk of
     the next step once this step is scored)."""
     num_cpus_per_worker: float = 1.0
-    resources: dict[str, float] = field(default_factory=dict)
-    """Ray custom resources each rollout actor asks for, e.g. {rollout_gpu: 1}: pins rollouts to the
-    nodes that advertise them (deploy/kuberay and deploy/local/cluster.sh use `rollout_gpu`)."""
     unavailable_timeout_s: float = 600.0
     """A lost actor is restarted by Ray (on any node with room) and its chunks are generated again on
     the live ones; the run fails only when no actor has been alive for this long."""
+    resources: dict[str, float] = field(default_factory=dict)
+    """Ray custom resources each rollout actor asks for, e.g. {rollout_gpu: 1}: pins rollouts to the
+    nodes that advertise them (deploy/kuberay and deploy/local/cluster.sh use `rollout_gpu`)."""
 
 
 @dataclass(frozen=True)
@@ -199,9 +199,9 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
     rewards: RewardsConfig = field(default_factory=RewardsConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     output: OutputConfig = field(default_factory=OutputConfig)

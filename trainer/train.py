@@ -25,6 +25,7 @@ from rewards.routing import RoutingConfig
 from trainer import checkpoint
 from trainer.config import ConfigError, RewardsConfig, TrainConfig, load_config, parse_overrides, resolve_path
 from trainer.data import DataError, PromptItem, load_prompts, load_sft
+from trainer.evaluate import evaluate_policy
 
 log = logging.getLogger("arbiter.train")
 
@@ -215,7 +216,6 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_mo
                 eval_prompts: list[PromptItem]) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
-    from trainer.evaluate import evaluate_policy
     from trainer.learner import grpo_update, learning_rate, policy_forward, reward_metrics
     from trainer.pipeline import Pipeline
     from trainer.reward_client import open_reward_client
@@ -242,9 +242,6 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_mo
                     grpo_update, model, optimizer, forward, batch.groups, cfg.grpo, step, cfg.seed * 1_000_003 + step,
                 )
                 await pipeline.publish(publish_weights(model))
-                evaluation = {}
-                if eval_prompts and ((step + 1) % cfg.eval.every_steps == 0 or step + 1 == cfg.grpo.steps):
-                    evaluation = await evaluate_policy(pipeline, rewards, eval_prompts, routing, cfg, step + 1)
                 end = time.monotonic()
                 step_time = end - last_end
                 row = {
@@ -266,9 +263,11 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_mo
                     "generate_s": batch.generate_s,
                     "chunk_score_s": batch.score_s,
                     "elapsed_s": time.perf_counter() - started,
-                    **evaluation,
                 }
                 last_end = end
+                if eval_prompts and ((step + 1) % cfg.eval.every_steps == 0 or step + 1 == cfg.grpo.steps):
+                    # The weights this step's update made (published above); its time counts in the next step.
+                    row.update(await evaluate_policy(pipeline, rewards, eval_prompts, routing, cfg, step + 1))
                 rows.append(row)
                 with (output / "metrics.jsonl").open("a") as f:
                     f.write(json.dumps(row) + "\n")
