@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config, parse_overrides(args.set))
         routing = RoutingConfig.from_dict({"tasks": cfg.rewards.routing}, source="rewards.routing")
-        prompts, eval_prompts = load_run_prompts(cfg, routing)
+        prompts = load_run_prompts(cfg, routing)
     except (ConfigError, DataError, ValueError, OSError) as exc:
         print(f"arbiter train: {exc}")
         return 2
@@ -53,19 +53,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"arbiter train: --resume: no checkpoint in {output / 'checkpoints'}")
         return 2
     start = time.perf_counter()
-    rows = train(cfg, prompts, routing, output, resume=args.resume, progress=not args.no_progress,
-                 eval_prompts=eval_prompts)
+    rows = train(cfg, prompts, routing, output, resume=args.resume, progress=not args.no_progress)
     print(summary(rows, time.perf_counter() - start, output))
     return 0
 
 
-def load_run_prompts(cfg: TrainConfig, routing: RoutingConfig) -> tuple[list[PromptItem], list[PromptItem]]:
-    """The training and eval prompts as the policy reads them, read before Ray starts, so a bad file
-    or field fails at once."""
+def load_run_prompts(cfg: TrainConfig, routing: RoutingConfig) -> list[PromptItem]:
+    """The training prompts as the policy reads them. They and the eval prompts (which the run reads
+    where it evaluates) are read before Ray starts, so a bad file or field fails at once."""
     from trainer.policy import load_tokenizer
 
     tokenizer = load_tokenizer(cfg.model)
-    return read_prompts(cfg, cfg.data.prompts, routing, tokenizer), read_eval_prompts(cfg, routing, tokenizer)
+    read_eval_prompts(cfg, routing, tokenizer)
+    return read_prompts(cfg, cfg.data.prompts, routing, tokenizer)
 
 
 def read_prompts(cfg: TrainConfig, path: str, routing: RoutingConfig, tokenizer: Any) -> list[PromptItem]:
@@ -138,11 +138,10 @@ def cold_start(cfg: TrainConfig, model: Any, tokenizer: Any, prompts: list[Promp
 
 
 def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, output: Path, *, resume: bool = False,
-          progress: bool = True, eval_prompts: list[PromptItem] | None = None) -> list[dict[str, Any]]:
+          progress: bool = True) -> list[dict[str, Any]]:
     """Run (or resume) a training run; returns this invocation's metrics rows.
 
-    `prompts` are as the policy reads them (`load_run_prompts`); `eval_prompts` too, or None to
-    read eval.prompts here.
+    `prompts` are as the policy reads them (`load_run_prompts`); eval.prompts is read here.
 
     Start-up overlaps: once Ray is up, the rollout actors boot and the verifiers deploy on Serve
     in the background while the cold-start SFT runs here.
@@ -194,8 +193,7 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
         rewards_cfg, started_serve = deploying.result()
         log.info("start-up done in %.1fs (Ray, verifiers, rollout actors, cold start)", time.perf_counter() - started)
         rows = asyncio.run(_grpo(cfg, rewards_cfg, model, ref_model, tokenizer, optimizer, workers, prompts, routing,
-                                 output, first_step, started, progress,
-                                 read_eval_prompts(cfg, routing, tokenizer) if eval_prompts is None else eval_prompts))
+                                 output, first_step, started, progress))
     finally:
         pool.shutdown(wait=True)
         if started_serve:
@@ -212,8 +210,7 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
 
 async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_model: Any, tokenizer: Any,
                 optimizer: torch.optim.Optimizer, workers: list[Any], prompts: list[PromptItem], routing: RoutingConfig,
-                output: Path, first_step: int, started: float, progress: bool,
-                eval_prompts: list[PromptItem]) -> list[dict[str, Any]]:
+                output: Path, first_step: int, started: float, progress: bool) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
     from trainer.learner import grpo_update, learning_rate, policy_forward, reward_metrics
@@ -222,6 +219,7 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_mo
     from trainer.rollout import publish_weights
 
     primary = {task: route[0].verifier for task, route in routing.tasks.items()}
+    eval_prompts = read_eval_prompts(cfg, routing, tokenizer)
     rows: list[dict[str, Any]] = []
     bar = tqdm(total=cfg.grpo.steps, initial=first_step, disable=not progress, desc="grpo", unit="step")
     async with open_reward_client(rewards_cfg, routing, output) as rewards:
