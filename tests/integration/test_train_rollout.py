@@ -278,3 +278,24 @@ def test_with_no_rollout_actor_alive_for_the_timeout_the_run_fails_naming_them(r
 
     with pytest.raises(RuntimeError, match=r"no rollout worker alive for 2 s \(worker 0: .*actor"):
         asyncio.run(run())
+
+
+def test_an_actor_whose_set_up_fails_ends_the_run_at_once(ray_cluster, tmp_path) -> None:
+    """A broken set-up is not a lost node: a restart would repeat it, so nothing waits for one."""
+    from trainer.rollout import RolloutPool
+
+    model, tok = load_policy(ModelConfig(), seed=0)
+    weights = publish_weights(model)
+    model.config.vocab_size = -1  # the actor's __init__ cannot build this model
+    [worker] = start_workers(1, 0.5, model, tok, str(tmp_path))
+
+    async def run():
+        pool = RolloutPool([worker], unavailable_timeout_s=600.0)
+        try:
+            await pool.generate(request(0), lambda: (0, weights))
+        finally:
+            await pool.close()
+
+    with pytest.raises(ray.exceptions.ActorDiedError, match="creation task"):
+        asyncio.run(asyncio.wait_for(run(), 120))
+    ray.kill(worker)
