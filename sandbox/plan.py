@@ -9,7 +9,7 @@ import hashlib
 import signal
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sandbox.api import Limits, RunRequest, Status
 from sandbox.languages import get_language
@@ -52,6 +52,11 @@ class Plan:
     tmpfs_inodes: int
     collect: str | None = None  # artifact to hand back after a successful compile step
     cache_key: str | None = None  # compile-cache key of (compiler command, source)
+
+    def compile_only(self) -> Plan:
+        """The compile step as a run of its own: the program's run then gets its own limits,
+        never the compiler's (a jail's cgroup limit covers a whole run)."""
+        return replace(self, steps=self.steps[:1])
 
 
 def _step_limits(limits: Limits, *, compile_step: bool) -> StepLimits:
@@ -160,7 +165,7 @@ def classify(plan: Plan, outcomes: list[StepOutcome], *, output_exceeded: bool, 
         if compiled.timed_out or compiled.exit_code != 0:
             why = "compilation timed out" if compiled.timed_out else f"compiler exited {compiled.exit_code}"
             return Status.COMPILE_ERROR, why
-        if len(outcomes) < 2:
+        if len(outcomes) < len(plan.steps):
             return Status.SANDBOX_ERROR, "program did not run after compiling"
     run = outcomes[-1]
     limits = plan.steps[-1].limits
