@@ -61,6 +61,7 @@ SUPERVISION_GRACE_S = 5.0
 # Memory a jail may hold after a run beyond what it held when it started (the page cache aside)
 # before it is retired: more means something of the run is still alive and charged to it.
 RESIDENT_SLACK_MIB = 32
+RESIDENT_SETTLE_S = 0.25
 
 
 class SandboxUnavailable(RuntimeError):
@@ -324,11 +325,15 @@ class Jail:
             self.broken = True
             log.warning("sandbox: a run left %d unix sockets in flight; jail retired", done["in_flight"])
         elif self.cgroup is not None:
-            resident = self.cgroup.resident_bytes()
-            if resident > self._resident_baseline + RESIDENT_SLACK_MIB * MIB:
-                self.broken = True
-                log.warning("sandbox: %d MiB still charged to the jail after a run (baseline %d MiB); jail retired",
-                            resident // MIB, self._resident_baseline // MIB)
+            # What the run's last processes or the collector freed may be uncharged a moment later.
+            settle_by = time.monotonic() + RESIDENT_SETTLE_S
+            while (resident := self.cgroup.resident_bytes()) > self._resident_baseline + RESIDENT_SLACK_MIB * MIB:
+                if time.monotonic() > settle_by:
+                    self.broken = True
+                    log.warning("sandbox: %d MiB still charged to the jail after a run (baseline %d MiB); "
+                                "jail retired", resident // MIB, self._resident_baseline // MIB)
+                    return
+                time.sleep(0.005)
 
     def _run(self, request: RunRequest, plan: Plan) -> tuple[RunResult, bytes | None]:
         """One run in this jail: its result, and the artifact when the plan collects one."""
