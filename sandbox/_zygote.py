@@ -26,7 +26,7 @@ it ignores every signal a program inside can send.
 
 With `--container` (the Docker backend) the same code is PID 1 of a one-run container instead:
 B without the mounts, reading the spec from stdin and multiplexing the program's output, result
-fd and its status as frames on its own stdout.
+fd, the compiled artifact and its status as frames on its own stdout.
 """
 
 import ctypes
@@ -608,8 +608,9 @@ def container_main():
     pump = threading.Thread(target=_pump, args=({r: c for c, (r, _w) in pipes.items()}, caps, state, ended_r))
     pump.start()
     stdio = [stdin_fd, pipes[b"o"][1], pipes[b"e"][1], pipes[b"r"][1] if b"r" in pipes else None]
+    artifact_fd = os.memfd_create("artifact") if spec.get("collect") else None
     try:
-        status = {"steps": _run_steps(spec, stdio)}
+        status = {"steps": _run_steps(spec, stdio, artifact_fd)}
     except BaseException as exc:
         status = {"error": f"{type(exc).__name__}: {exc}"}
     for _r, w in pipes.values():
@@ -618,6 +619,8 @@ def container_main():
     os.write(ended_w, b"x")
     pump.join()
     status["output_exceeded"] = state["output_exceeded"]
+    if artifact_fd is not None:
+        _frame(b"a", os.pread(artifact_fd, os.lseek(artifact_fd, 0, os.SEEK_END), 0))
     _frame(b"s", json.dumps(status).encode())
     os._exit(0)
 

@@ -40,6 +40,7 @@ from sandbox.plan import (
     build_plan,
     classify,
     compile_key,
+    compile_then_run,
 )
 from sandbox.seccomp_policy import compiled_bpf
 
@@ -291,18 +292,10 @@ class Jail:
         return not self.broken and self._proc.poll() is None
 
     def execute(self, request: RunRequest, plan: Plan, compile_cache: CompileCache | None = None) -> RunResult:
-        """Run `request` by `plan`. A compile is a run of its own, so each step is under its own
-        limits (the jail's cgroup covers a whole run); raises JailResetFailed, the jail retired,
-        when it cannot be made ready for a run."""
+        """Run `request` by `plan` (a compile is a run of its own, see compile_then_run); raises
+        JailResetFailed, the jail retired, when it cannot be made ready for a run."""
         self.runs += 1
-        if not plan.compiles:
-            return self._run(request, plan)[0]
-        compiled, artifact = self._run(request, plan.compile_only())
-        if compiled.status is not Status.OK or artifact is None:
-            return compiled
-        if compile_cache is not None and plan.cache_key:
-            compile_cache.put(plan.cache_key, artifact)
-        return self._run(request, build_plan(request, artifact=artifact))[0]
+        return compile_then_run(request, plan, lambda step_plan: self._run(request, step_plan), compile_cache)
 
     def _reset_cgroup(self, plan: Plan) -> None:
         assert self.cgroup is not None

@@ -9,9 +9,10 @@ import hashlib
 import signal
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from sandbox.api import Limits, RunRequest, Status
+from sandbox.api import Limits, RunRequest, RunResult, Status
 from sandbox.languages import get_language
 
 MIB = 1 << 20
@@ -110,6 +111,23 @@ def build_plan(request: RunRequest, *, warm_python: bool = True, artifact: bytes
         tmpfs_bytes=max(64, 4 * request.limits.max_file_size_mib) * MIB, tmpfs_inodes=TMPFS_INODES,
         collect=language.artifact if key else None, cache_key=key,
     )
+
+
+def compile_then_run(request: RunRequest, plan: Plan, run: Callable[[Plan], tuple[RunResult, bytes | None]],
+                     cache: CompileCache | None = None) -> RunResult:
+    """Carry out `plan` with `run` (one run of a backend: its result and the collected artifact).
+
+    A compile is a run of its own, and the program then runs from its artifact: each step is
+    under its own limits, since a jail's or a container's memory limit covers a whole run.
+    """
+    if not plan.compiles:
+        return run(plan)[0]
+    compiled, artifact = run(plan.compile_only())
+    if compiled.status is not Status.OK or artifact is None:
+        return compiled
+    if cache is not None and plan.cache_key:
+        cache.put(plan.cache_key, artifact)
+    return run(build_plan(request, artifact=artifact))[0]
 
 
 class CompileCache:
