@@ -22,7 +22,14 @@ zygote) and itself, and its PID is the jail's counter, not 2.
 The zygote only ever sees a small header and file descriptors; the program, its stdin and files
 travel in memfds that B and C read, so nothing of one run stays in the memory the next run forks.
 The zygote is non-dumpable: a program of the same uid cannot open its /proc entries, and as PID 1
-it ignores every signal a program inside can send.
+it ignores every signal a program inside can send; so does B, PID 1 of its own namespace, which
+installs no handler either (its deadline is a timed wait on the program's pidfd, not an alarm).
+
+Once every process of a run is gone, what a run can still leave behind is descriptors parked in
+flight (a unix socket that holds itself in its own queue); all of them ride on unix sockets of the
+jail's network namespace, so the zygote looks there, has the kernel collect them and reports any
+that survive, and the host retires the jail (_in_flight). Each report goes out when the run's
+processes are gone, never at the end of file of pipes such a descriptor may hold open.
 
 With `--container` (the Docker backend) the same code is PID 1 of a one-run container instead:
 B without the mounts, reading the spec from stdin and multiplexing the program's output, result
