@@ -357,8 +357,8 @@ def main():
     os.write(_report_fd, b"ARBITER-REFEREE-STARTED\n")
     session = None
     try:
-        signal.signal(signal.SIGALRM, _on_timeout)
         signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        signal.signal(signal.SIGALRM, _on_timeout)
         session = Session(Contestant(warm=True))
         ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
         watchdog = Watchdog()  # after the fork: the warm contestant gets no copy of its thread
