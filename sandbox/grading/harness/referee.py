@@ -22,8 +22,8 @@ it shares (O_ASYNC, F_SETOWN, F_SETSIG) so that this process's own read or close
 every signal is blocked here (the contestant's processes unblock them), and the per-test time
 limit is a watchdog thread that interrupts the main thread without a signal
 (_thread.interrupt_main); waits on the contestant's pipes are timed waits against the same
-deadline. A signal can then at most kill or stop this process, which ends the run with every
-remaining test failed: it can neither fake a time-out nor break the cleanup into a fault.
+deadline. A signal can then at most kill or stop this process (SIGKILL, SIGSTOP), which ends the
+run with every remaining test failed: it can neither fake a time-out nor break the cleanup into a fault.
 """
 
 import _thread
