@@ -46,6 +46,9 @@ LANGUAGE = {".py": "python", ".cpp": "cpp"}
 # descriptor passing, a pty, an abstract name (the one an earlier run parked, if it survived).
 HONEST_FOLLOWER = """
 import os, socket
+left = len(open("/proc/net/unix").read().splitlines()) - 1
+if left:
+    print(f"ESCAPED: {left} unix sockets of an earlier run are still alive in the jail")
 block = bytearray(150 << 20)
 for i in range(0, len(block), 4096):
     block[i] = 1
