@@ -347,10 +347,10 @@ def grade_field_to_wire(name: str) -> str:
 
 
 def grade_response(scored: ScoredSample) -> sandbox_pb2.GradeResponse:
-    msg = sandbox_pb2.GradeResponse(verdict=verdict_to_proto(scored.verdict), detail=scored.detail)
+    msg = sandbox_pb2.GradeResponse(verdict=verdict_to_proto(scored.verdict), detail=encodable(scored.detail))
     result = scored.components.get("code")
     if result is not None:
-        msg.detail = result.detail
+        msg.detail = encodable(result.detail)
     if scored.reward is not None:
         msg.score = scored.reward
     return msg
