@@ -16,13 +16,6 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "integration")]
-
-import grpc  # noqa: E402
-from grpc_harness import RunningServer  # noqa: E402
-
-from protos.arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc  # noqa: E402
-from services.config import ScoringConfig, ServerConfig  # noqa: E402
 
 ASSERT_TESTS = {"kind": "assert", "entry_point": "double",
                 "test": "def check(candidate):\n    assert candidate(2) == 4\n"}
@@ -62,7 +55,14 @@ def through_cli(directory: Path) -> dict:
             "details": {r["id"]: r["components"]["code"]["detail"] for r in records}}
 
 
-def through_grpc(directory: Path) -> dict:
+def through_grpc() -> dict:
+    sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "integration")]
+    import grpc
+    from grpc_harness import RunningServer
+
+    from protos.arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
+    from services.config import ScoringConfig, ServerConfig
+
     server = RunningServer(ServerConfig(port=0, scoring=ScoringConfig(worker_processes=1, verifiers=("code",),
                                                                       sample_timeout_s=120.0)))
     try:
@@ -90,7 +90,7 @@ def through_grpc(directory: Path) -> dict:
 def main() -> int:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     with tempfile.TemporaryDirectory() as scratch:
-        report = {"cli": through_cli(Path(scratch)), "grpc": through_grpc(Path(scratch))}
+        report = {"cli": through_cli(Path(scratch)), "grpc": through_grpc()}
     json.dump(report, sys.stdout)
     return 0
 
