@@ -291,7 +291,9 @@ def _score_input(args: argparse.Namespace, scorer: Scorer) -> int:
         started = time.perf_counter()
         with (
             open(args.input, encoding="utf-8") as lines,
-            open(args.output, "w", encoding="utf-8") as out,
+            # A lone surrogate (a JSON \u escape in the input, a candidate's text) is written as
+            # its JSON escape rather than ending the run.
+            open(args.output, "w", encoding="utf-8", errors="backslashreplace") as out,
             tqdm(total=total, unit="sample", file=sys.stderr, disable=None) as progress,
         ):
             summary = score_file(lines, out, scorer, progress)

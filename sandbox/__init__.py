@@ -45,7 +45,9 @@ the program has no capabilities, no_new_privs, a seccomp deny-list (namespaces, 
 bpf, keys, modules, io_uring, SysV IPC, sockets other than AF_UNIX), rlimits (CPU, address space,
 file size, open files, processes, no core), cgroup memory+pids limits when the host has writable
 cgroups (v1 or v2; `describe()` says), and the run's PID namespace is torn down when it ends, so
-daemons and grandchildren never outlive it.
+daemons and grandchildren never outlive it; descriptors it parked in flight are collected as it
+ends, and a jail where anything of a run survives, or whose limits cannot be reset, is retired.
+A compile is a run of its own, so a program never runs under the compiler's limits.
 """
 
 from __future__ import annotations

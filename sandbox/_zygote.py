@@ -22,11 +22,18 @@ zygote) and itself, and its PID is the jail's counter, not 2.
 The zygote only ever sees a small header and file descriptors; the program, its stdin and files
 travel in memfds that B and C read, so nothing of one run stays in the memory the next run forks.
 The zygote is non-dumpable: a program of the same uid cannot open its /proc entries, and as PID 1
-it ignores every signal a program inside can send.
+it ignores every signal a program inside can send; so does B, PID 1 of its own namespace, which
+installs no handler either (its deadline is a timed wait on the program's pidfd, not an alarm).
+
+Once every process of a run is gone, what a run can still leave behind is descriptors parked in
+flight (a unix socket that holds itself in its own queue); all of them ride on unix sockets of the
+jail's network namespace, so the zygote looks there, has the kernel collect them and reports any
+that survive, and the host retires the jail (_in_flight). Each report goes out when the run's
+processes are gone, never at the end of file of pipes such a descriptor may hold open.
 
 With `--container` (the Docker backend) the same code is PID 1 of a one-run container instead:
 B without the mounts, reading the spec from stdin and multiplexing the program's output, result
-fd and its status as frames on its own stdout.
+fd, the compiled artifact and its status as frames on its own stdout.
 """
 
 import ctypes
@@ -67,6 +74,7 @@ PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, PR_CAP_AMBIENT = 38, 22, 47
 PR_CAP_AMBIENT_CLEAR_ALL, SECCOMP_MODE_FILTER = 4, 2
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 RESULT_FD = 3
+IN_FLIGHT_GRACE_S = 0.5  # how long the kernel's unix-socket collector gets after a run
 
 
 class _Fail(Exception):
@@ -230,14 +238,6 @@ def _become_program(step, spec, stdio):
 # ---------------------------------------------------------------- B: PID 1 of the run
 
 
-class _Deadline(Exception):
-    pass
-
-
-def _on_alarm(_signum, _frame):
-    raise _Deadline
-
-
 def _prepare_filesystem(spec, fresh_proc=True):
     options = f"size={spec['tmpfs_bytes']},nr_inodes={spec['tmpfs_inodes']},mode=0755"
     for path in ("/work", "/tmp", "/dev/shm"):
@@ -269,9 +269,19 @@ def _write_files(spec, read_only_mounts, blob=None):
             _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
+def _record_exit(outcome, status, usage):
+    outcome["cpu_s"] += usage.ru_utime + usage.ru_stime
+    outcome["maxrss_kib"] = max(outcome["maxrss_kib"], usage.ru_maxrss)
+    if os.WIFSIGNALED(status):
+        outcome["signal"] = os.WTERMSIG(status)
+    else:
+        outcome["exit_code"] = os.WEXITSTATUS(status)
+
+
 def _run_steps(spec, stdio, artifact_fd=None):
+    # The deadline is a timed wait on the program's pidfd, not an alarm: this process installs no
+    # signal handler, so as PID 1 of the run's namespace no signal from the run reaches it.
     results = []
-    signal.signal(signal.SIGALRM, _on_alarm)
     for step in spec["steps"]:
         capture = None
         step_stdio = list(stdio)
@@ -283,22 +293,13 @@ def _run_steps(spec, stdio, artifact_fd=None):
         if pid == 0:
             _become_program(step, spec, step_stdio)
         outcome = {"exit_code": None, "signal": None, "timed_out": False, "cpu_s": 0.0, "maxrss_kib": 0}
-        signal.setitimer(signal.ITIMER_REAL, step["wall_s"])
-        try:
-            while True:
-                got, status, usage = os.wait4(-1, 0)
-                outcome["cpu_s"] += usage.ru_utime + usage.ru_stime
-                outcome["maxrss_kib"] = max(outcome["maxrss_kib"], usage.ru_maxrss)
-                if got == pid:
-                    if os.WIFSIGNALED(status):
-                        outcome["signal"] = os.WTERMSIG(status)
-                    else:
-                        outcome["exit_code"] = os.WEXITSTATUS(status)
-                    break
-        except _Deadline:
+        pidfd = os.pidfd_open(pid)
+        if select.select([pidfd], [], [], step["wall_s"])[0]:
+            _got, status, usage = os.wait4(pid, 0)
+            _record_exit(outcome, status, usage)
+        else:
             outcome["timed_out"] = True
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+        os.close(pidfd)
         # The step is over: everything it left behind (daemons, sessions, zombies) goes with it.
         _reap_all(outcome)
         outcome["wall_s"] = time.monotonic() - started
@@ -381,6 +382,30 @@ def _run_direct(fds, status_fd):
 # ---------------------------------------------------------------- the zygote itself
 
 
+def _unix_sockets():
+    with open("/proc/net/unix", "rb") as f:
+        return f.read().count(b"\n") - 1
+
+
+def _in_flight():
+    """Unix sockets left in the jail's network namespace once every process of a run is gone.
+
+    Only descriptors parked in flight outlive their processes: a socket that holds itself in its
+    own queue (SCM_RIGHTS) keeps itself and whatever rides with it (pipes, memfds, ptys, bound
+    abstract names, the tmpfs pages behind them) alive until the kernel's collector runs, which
+    it does when some unix socket is released somewhere. Release one, give the collector a
+    moment, and return what is still there: the host retires a jail where anything is.
+    """
+    if not _unix_sockets():
+        return 0
+    for end in socket.socketpair():
+        end.close()
+    deadline = time.monotonic() + IN_FLIGHT_GRACE_S
+    while (left := _unix_sockets()) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    return left
+
+
 def _reap_all(outcome):
     """Kill every process of this PID namespace but the caller, reap them, and add their usage to `outcome`."""
     try:
@@ -455,12 +480,7 @@ def _serve_direct(sock, header, fds):
                 poller.unregister(status_r)
         if pidfd in events:
             _got, status, usage = os.wait4(pid, 0)
-            outcome["cpu_s"] += usage.ru_utime + usage.ru_stime
-            outcome["maxrss_kib"] = usage.ru_maxrss
-            if os.WIFSIGNALED(status):
-                outcome["signal"] = os.WTERMSIG(status)
-            else:
-                outcome["exit_code"] = os.WEXITSTATUS(status)
+            _record_exit(outcome, status, usage)
             break
         if sock.fileno() in events:
             killed = _host_kill_reason(sock)
@@ -481,7 +501,7 @@ def _serve_direct(sock, header, fds):
         status = {"killed": killed}
     else:
         status = {"steps": [outcome]}
-    _send(sock, {"op": "done", **status})
+    _send(sock, {"op": "done", **status, "in_flight": _in_flight()})
 
 
 def _serve_run(sock, header, fds):
@@ -520,8 +540,11 @@ def _serve_run(sock, header, fds):
         status = {"error": "unreadable run status"}
     if killed is not None:
         status["killed"] = killed
-    _send(sock, {"op": "done", **status})
-    os.waitpid(pid, 0)
+        # Killed, B has not reaped its namespace: its exit waits for every process there.
+        os.waitpid(pid, 0)
+    _send(sock, {"op": "done", **status, "in_flight": _in_flight()})
+    if killed is None:
+        os.waitpid(pid, 0)
     os.close(pidfd)
     os.close(status_r)
 
@@ -535,12 +558,23 @@ def _frame(channel, data):
         view = view[os.write(1, view):]
 
 
-def _pump(sources, caps, state):
-    """Forward the program's pipes to our stdout as frames; over a cap, end the run."""
+def _pump(sources, caps, state, ended):
+    """Forward the program's pipes to our stdout as frames; over a cap, end the run.
+
+    Once `ended` is readable every process of the run is gone: what its pipes hold then is all
+    it wrote, and a pipe still open after that is held by a descriptor parked in flight, not by
+    a writer, so the pump stops at the first moment nothing is left to read rather than at EOF.
+    """
     open_fds = dict(sources)
     counts = dict.fromkeys(caps, 0)
+    finishing = False
     while open_fds:
-        ready, _, _ = select.select(list(open_fds), [], [])
+        ready, _, _ = select.select([*open_fds, *(() if finishing else (ended,))], [], [], 0 if finishing else None)
+        if ended in ready:
+            finishing = True
+            continue
+        if finishing and not ready:
+            return
         for fd in ready:
             data = os.read(fd, 65536)
             channel = open_fds[fd]
@@ -577,17 +611,23 @@ def container_main():
     pipes = {channel: os.pipe() for channel in ([b"o", b"e", b"r"] if spec["result_fd"] else [b"o", b"e"])}
     caps = {b"o": spec["output_cap_bytes"], b"e": spec["output_cap_bytes"], b"r": spec["result_cap_bytes"]}
     state = {"output_exceeded": False}
-    pump = threading.Thread(target=_pump, args=({r: c for c, (r, _w) in pipes.items()}, caps, state))
+    ended_r, ended_w = os.pipe()
+    pump = threading.Thread(target=_pump, args=({r: c for c, (r, _w) in pipes.items()}, caps, state, ended_r))
     pump.start()
     stdio = [stdin_fd, pipes[b"o"][1], pipes[b"e"][1], pipes[b"r"][1] if b"r" in pipes else None]
+    artifact_fd = os.memfd_create("artifact") if spec.get("collect") else None
     try:
-        status = {"steps": _run_steps(spec, stdio)}
+        status = {"steps": _run_steps(spec, stdio, artifact_fd)}
     except BaseException as exc:
         status = {"error": f"{type(exc).__name__}: {exc}"}
     for _r, w in pipes.values():
         os.close(w)
+    _in_flight()  # what the run parked in flight is freed now, not whenever the host next collects
+    os.write(ended_w, b"x")
     pump.join()
     status["output_exceeded"] = state["output_exceeded"]
+    if artifact_fd is not None:
+        _frame(b"a", os.pread(artifact_fd, os.lseek(artifact_fd, 0, os.SEEK_END), 0))
     _frame(b"s", json.dumps(status).encode())
     os._exit(0)
 
@@ -598,8 +638,6 @@ def main():
     gc.collect()
     gc.freeze()
     _check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "dumpable")
-    # As PID 1 only signals with a handler get through from inside: keep it that way.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
     _send(sock, {"op": "ready", "pid": os.getpid()})
     while True:
         try:
@@ -613,6 +651,9 @@ def main():
                 os.close(fd)
 
 
+# As PID 1 (of the jail, of a run, of a container) only signals with a handler get through from
+# inside: keep it that way, without even Python's SIGINT handler.
+signal.signal(signal.SIGINT, signal.SIG_DFL)
 if sys.argv[1:] == ["--container"]:
     container_main()
 else:

@@ -16,6 +16,13 @@ class Status(enum.Enum):
     SANDBOX_ERROR = "sandbox_error"
 
 
+def encodable(text: str) -> str:
+    """`text` with each code point UTF-8 cannot encode (a lone surrogate, which a JSON escape or a
+    surrogateescape decode of any bytes yields) spelled as its backslash escape, so that it can be
+    written to a file, a protobuf string or a log. Apply it where a candidate's text enters."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 @dataclass(frozen=True)
 class Limits:
     """Per-run limits; the defaults are safe for grading one test of a contest-sized program."""

@@ -40,6 +40,7 @@ from sandbox.plan import (
     build_plan,
     classify,
     compile_key,
+    compile_then_run,
 )
 from sandbox.seccomp_policy import compiled_bpf
 
@@ -58,10 +59,19 @@ ETC_DATA = {
 JAIL_START_TIMEOUT_S = 20.0
 # Set-up and teardown a run may take beyond its own limits before the host gives up on the jail.
 SUPERVISION_GRACE_S = 5.0
+# Memory a jail may hold after a run beyond what it held when it started (the page cache aside)
+# before it is retired: more means something of the run is still alive and charged to it.
+RESIDENT_SLACK_MIB = 32
+RESIDENT_SETTLE_S = 0.25
 
 
 class SandboxUnavailable(RuntimeError):
     """The local backend cannot start jails here (no bwrap, no user namespaces)."""
+
+
+class JailResetFailed(RuntimeError):
+    """A jail could not be made ready for the next run (its limits would not go back): the jail
+    is retired and the run never started, so the run belongs in another jail."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +188,21 @@ class _Reader:
         return messages
 
 
+def _take(fd: int, capture: _Capture) -> int | None:
+    """Read what the pipe `fd` holds now into `capture`, kept up to its cap: the bytes read,
+    0 at end of file, None when nothing is there (the read ends are non-blocking)."""
+    try:
+        data = os.read(fd, 65536)
+    except BlockingIOError:
+        return None
+    room = capture.cap + 1 - len(capture.data)
+    if room > 0:
+        capture.data += data[:room]
+    if len(capture.data) > capture.cap:
+        capture.exceeded = True
+    return len(data)
+
+
 def _memfd(name: str, data: bytes) -> int:
     fd = os.memfd_create(name)
     view = memoryview(data)
@@ -223,6 +248,7 @@ class Jail:
             ready = self._wait_message(JAIL_START_TIMEOUT_S)
             if ready is None or ready.get("op") != "ready":
                 raise SandboxUnavailable(f"jail launcher did not start: {ready}")
+            self._resident_baseline = self.cgroup.resident_bytes() if self.cgroup is not None else 0
         except BaseException:
             self.destroy()
             raise
@@ -266,20 +292,51 @@ class Jail:
         return not self.broken and self._proc.poll() is None
 
     def execute(self, request: RunRequest, plan: Plan, compile_cache: CompileCache | None = None) -> RunResult:
+        """Run `request` by `plan` (a compile is a run of its own, see compile_then_run); raises
+        JailResetFailed, the jail retired, when it cannot be made ready for a run."""
         self.runs += 1
+        return compile_then_run(request, plan, lambda step_plan: self._run(request, step_plan), compile_cache)
+
+    def _reset_cgroup(self, plan: Plan) -> None:
+        assert self.cgroup is not None
+        memory = max(s.limits.memory_bytes for s in plan.steps) + self.config.cgroup_overhead_mib * MIB
+        wanted = (memory, max(s.limits.nproc for s in plan.steps) + 8)
+        # Only the host writes these files, so a jail whose runs keep the same limits (a grading
+        # batch) skips the half-dozen cgroupfs reads and writes per run.
+        if wanted == self._cgroup_limits:
+            return
+        try:
+            self.cgroup.set_limits(*wanted)
+        except OSError as exc:  # e.g. EBUSY: more is still charged than the new limit allows
+            self.broken = True
+            raise JailResetFailed(f"cannot set the jail's limits for the next run: {exc}") from exc
+        self._cgroup_limits = wanted
+
+    def _check_clean(self, done: dict) -> None:
+        """Retire the jail when the run left anything behind that could reach a later run."""
+        if done.get("in_flight"):
+            self.broken = True
+            log.warning("sandbox: a run left %d unix sockets in flight; jail retired", done["in_flight"])
+        elif self.cgroup is not None:
+            # What the run's last processes or the collector freed may be uncharged a moment later.
+            settle_by = time.monotonic() + RESIDENT_SETTLE_S
+            while (resident := self.cgroup.resident_bytes()) > self._resident_baseline + RESIDENT_SLACK_MIB * MIB:
+                if time.monotonic() > settle_by:
+                    self.broken = True
+                    log.warning("sandbox: %d MiB still charged to the jail after a run (baseline %d MiB); "
+                                "jail retired", resident // MIB, self._resident_baseline // MIB)
+                    return
+                time.sleep(0.005)
+
+    def _run(self, request: RunRequest, plan: Plan) -> tuple[RunResult, bytes | None]:
+        """One run in this jail: its result, and the artifact when the plan collects one."""
         started = time.monotonic()
         limits = request.limits
         outputs = {"stdout": _Capture(limits.max_output_bytes), "stderr": _Capture(limits.max_output_bytes)}
         result_capture = _Capture(RESULT_CAP_BYTES) if request.result_fd else None
         oom_before = 0
         if self.cgroup is not None:
-            memory = max(s.limits.memory_bytes for s in plan.steps) + self.config.cgroup_overhead_mib * MIB
-            limits_wanted = (memory, max(s.limits.nproc for s in plan.steps) + 8)
-            # Only the host writes these files, so a jail whose runs keep the same limits (a
-            # grading batch) skips the half-dozen cgroupfs reads and writes per run.
-            if limits_wanted != self._cgroup_limits:
-                self.cgroup.set_limits(*limits_wanted)
-                self._cgroup_limits = limits_wanted
+            self._reset_cgroup(plan)
             oom_before = self.cgroup.oom_kills()
         blob = bytearray()
         spec = {**zygote_spec(plan, blob), "tmpfs_bytes": plan.tmpfs_bytes, "collect": plan.collect,
@@ -288,6 +345,7 @@ class Jail:
         local_fds: list[int] = []
         remote_fds: list[int] = []
         artifact_fd = None
+        artifact = None
         try:
             fd_names = ["spec", "stdin", "stdout", "stderr"] + (["result"] if result_capture else [])
             spec["fd_names"] = fd_names
@@ -297,6 +355,7 @@ class Jail:
             wanted = [outputs["stdout"], outputs["stderr"]] + ([result_capture] if result_capture else [])
             for capture in wanted:
                 r, w = os.pipe()
+                os.set_blocking(r, False)
                 local_fds.append(r)
                 remote_fds.append(w)
                 pipes[r] = capture
@@ -316,19 +375,23 @@ class Jail:
                     os.close(fd)
             remote_fds = []
             done = self._supervise(pipes, total_wall + 1.0 + SUPERVISION_GRACE_S)
-            if artifact_fd is not None and done and compile_cache is not None and plan.cache_key:
-                size = os.lseek(artifact_fd, 0, os.SEEK_END)
-                if size:
-                    compile_cache.put(plan.cache_key, os.pread(artifact_fd, size, 0))
+            if artifact_fd is not None and done:
+                artifact = os.pread(artifact_fd, os.lseek(artifact_fd, 0, os.SEEK_END), 0)
         finally:
             for fd in remote_fds + local_fds + ([artifact_fd] if artifact_fd is not None else []):
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        wall = time.monotonic() - started
-        stdout = bytes(outputs["stdout"].data[:limits.max_output_bytes]).decode("utf-8", "replace")
-        stderr = bytes(outputs["stderr"].data[:limits.max_output_bytes]).decode("utf-8", "replace")
+        if done is not None:
+            self._check_clean(done)
+        return self._result(plan, done, outputs, result_capture, oom_before, time.monotonic() - started), artifact
+
+    def _result(self, plan: Plan, done: dict | None, outputs: dict[str, _Capture], result_capture: _Capture | None,
+                oom_before: int, wall: float) -> RunResult:
+        cap = outputs["stdout"].cap
+        stdout = bytes(outputs["stdout"].data[:cap]).decode("utf-8", "replace")
+        stderr = bytes(outputs["stderr"].data[:cap]).decode("utf-8", "replace")
         result_bytes = bytes(result_capture.data[:RESULT_CAP_BYTES]) if result_capture else None
-        exceeded = any(c.exceeded for c in pipes.values())
+        exceeded = any(c.exceeded for c in (*outputs.values(), *([result_capture] if result_capture else [])))
         if done is None:
             self.broken = True
             if self.cgroup is not None and self.cgroup.oom_kills() > oom_before:
@@ -358,16 +421,19 @@ class Jail:
                          last.peak_memory_mib, detail, result_bytes)
 
     def _supervise(self, pipes: dict[int, _Capture], timeout_s: float) -> dict | None:
-        """Drain the program's pipes under their caps until the launcher reports and they close."""
+        """Drain the program's pipes under their caps until the launcher reports, then take what they hold.
+
+        The launcher reports once every process of the run is gone, so the pipes then hold all
+        that the run wrote. A pipe still open at that point is held by a descriptor parked in
+        flight rather than by a writer: its end of file may never come, and is not waited for.
+        """
         deadline = time.monotonic() + timeout_s
-        done = None
         kill_sent = False
         with selectors.DefaultSelector() as selector:
             for fd in pipes:
                 selector.register(fd, selectors.EVENT_READ)
             selector.register(self._sock, selectors.EVENT_READ)
-            open_pipes = set(pipes)
-            while done is None or open_pipes:
+            while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
@@ -378,24 +444,17 @@ class Jail:
                             return None
                         for message in self._reader.feed(data):
                             if message.get("op") == "done":
-                                done = message
+                                for fd, capture in pipes.items():
+                                    while _take(fd, capture):
+                                        pass
+                                return message
                         continue
-                    fd = key.fd
-                    data = os.read(fd, 65536)
-                    if not data:
-                        selector.unregister(fd)
-                        open_pipes.discard(fd)
-                        continue
-                    capture = pipes[fd]
-                    room = capture.cap + 1 - len(capture.data)
-                    if room > 0:
-                        capture.data += data[:room]
-                    if len(capture.data) > capture.cap and not capture.exceeded:
-                        capture.exceeded = True
-                        if not kill_sent and done is None:
-                            kill_sent = True
-                            _send(self._sock, {"op": "kill", "reason": "output"}, [])
-        return done
+                    capture = pipes[key.fd]
+                    if _take(key.fd, capture) == 0:
+                        selector.unregister(key.fd)
+                    if capture.exceeded and not kill_sent:
+                        kill_sent = True
+                        _send(self._sock, {"op": "kill", "reason": "output"}, [])
 
     def destroy(self) -> None:
         self.broken = True
@@ -443,5 +502,7 @@ class LocalBackend:
         jail = self.new_jail()
         try:
             return jail.execute(request, plan, self.compile_cache)
+        except JailResetFailed as exc:  # a new jail that cannot be set up is the sandbox's fault
+            return RunResult(Status.SANDBOX_ERROR, None, None, "", "", 0.0, 0.0, None, str(exc))
         finally:
             jail.destroy()

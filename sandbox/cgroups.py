@@ -63,6 +63,15 @@ class JailCgroup:
                 (d / "memory.swap.max").write_text("0")
             (d / "pids.max").write_text(str(pids_max))
 
+    def resident_bytes(self) -> int:
+        """Memory charged to the jail that is not page cache (which the kernel reclaims at will)."""
+        memory = self.dirs[0]
+        stat = dict(line.split() for line in (memory / "memory.stat").read_text().splitlines())
+        if self.version == 1:
+            usage = int((memory / "memory.usage_in_bytes").read_text())
+            return usage - int(stat["total_active_file"]) - int(stat["total_inactive_file"])
+        return int((memory / "memory.current").read_text()) - int(stat["file"])
+
     def oom_kills(self) -> int:
         if self.version == 1:
             text = (self.dirs[0] / "memory.oom_control").read_text()

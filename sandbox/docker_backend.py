@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from sandbox.api import RunRequest, RunResult, Status
 from sandbox.bwrap import ETC_FILES, SUPERVISION_GRACE_S, ZYGOTE_SOURCE, SandboxUnavailable, zygote_spec
-from sandbox.plan import MIB, RESULT_CAP_BYTES, StepOutcome, build_plan, classify
+from sandbox.plan import MIB, RESULT_CAP_BYTES, Plan, StepOutcome, build_plan, classify, compile_then_run
 
 FRAME = struct.Struct("!cI")
 DOCKER_HEADER = struct.Struct(">BxxxL")
@@ -98,7 +98,10 @@ class DockerBackend:
         self.client.close()
 
     def run(self, request: RunRequest) -> RunResult:
-        plan = build_plan(request)
+        return compile_then_run(request, build_plan(request), lambda plan: self._run(request, plan))
+
+    def _run(self, request: RunRequest, plan: Plan) -> tuple[RunResult, bytes | None]:
+        """One container for one run: its result, and the artifact when the plan collects one."""
         with self._uid_lock:
             uid = next(self._uids)
         limits = request.limits
@@ -119,10 +122,11 @@ class DockerBackend:
         finally:
             container.remove(force=True)
 
-    def _execute(self, container, request: RunRequest, plan, limits) -> RunResult:
+    def _execute(self, container, request: RunRequest, plan: Plan, limits) -> tuple[RunResult, bytes | None]:
         spec = {
             **zygote_spec(plan), "stdin_hex": request.stdin.encode().hex(), "result_fd": request.result_fd,
             "output_cap_bytes": limits.max_output_bytes, "result_cap_bytes": RESULT_CAP_BYTES,
+            "collect": plan.collect,
         }
         attached = container.attach_socket(params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
         raw: socket.socket = attached._sock
@@ -138,7 +142,14 @@ class DockerBackend:
         container.wait(timeout=30)
         container.reload()
         oom = bool(container.attrs["State"].get("OOMKilled"))
-        wall = time.monotonic() - started
+        artifact = bytes(channels[b"a"]) if plan.collect and channels[b"s"] else None
+        return self._result(request, plan, channels, launcher_stderr, timed_out, oom, time.monotonic() - started), \
+            artifact
+
+    @staticmethod
+    def _result(request: RunRequest, plan: Plan, channels: dict[bytes, bytearray], launcher_stderr: bytes,
+                timed_out: bool, oom: bool, wall: float) -> RunResult:
+        limits = request.limits
         stdout = bytes(channels[b"o"][:limits.max_output_bytes]).decode("utf-8", "replace")
         stderr = bytes(channels[b"e"][:limits.max_output_bytes]).decode("utf-8", "replace")
         result_bytes = bytes(channels[b"r"]) if request.result_fd else None
@@ -171,7 +182,7 @@ class DockerBackend:
         stream = bytearray()
         launcher_stderr = bytearray()
         inner = bytearray()
-        channels = {b"o": bytearray(), b"e": bytearray(), b"r": bytearray(), b"s": bytearray()}
+        channels = {b"o": bytearray(), b"e": bytearray(), b"r": bytearray(), b"s": bytearray(), b"a": bytearray()}
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -34,6 +34,11 @@ class Language:
     # exec'ing run_argv; same semantics as `python3 file` minus ~12 ms of start-up.
     warm_python: bool = False
 
+    def __post_init__(self) -> None:
+        # The compile step runs on its own, under its own limits, and hands the artifact over.
+        if (self.compile_argv is None) != (self.artifact is None):
+            raise ValueError(f"language {self.name!r}: compile_argv and artifact go together")
+
 
 LANGUAGES: dict[str, Language] = {
     "python": Language(

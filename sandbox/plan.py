@@ -9,9 +9,10 @@ import hashlib
 import signal
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
-from sandbox.api import Limits, RunRequest, Status
+from sandbox.api import Limits, RunRequest, RunResult, Status
 from sandbox.languages import get_language
 
 MIB = 1 << 20
@@ -52,6 +53,11 @@ class Plan:
     tmpfs_inodes: int
     collect: str | None = None  # artifact to hand back after a successful compile step
     cache_key: str | None = None  # compile-cache key of (compiler command, source)
+
+    def compile_only(self) -> Plan:
+        """The compile step as a run of its own: the program's run then gets its own limits,
+        never the compiler's (a jail's cgroup limit covers a whole run)."""
+        return replace(self, steps=self.steps[:1])
 
 
 def _step_limits(limits: Limits, *, compile_step: bool) -> StepLimits:
@@ -107,6 +113,23 @@ def build_plan(request: RunRequest, *, warm_python: bool = True, artifact: bytes
     )
 
 
+def compile_then_run(request: RunRequest, plan: Plan, run: Callable[[Plan], tuple[RunResult, bytes | None]],
+                     cache: CompileCache | None = None) -> RunResult:
+    """Carry out `plan` with `run` (one run of a backend: its result and the collected artifact).
+
+    A compile is a run of its own, and the program then runs from its artifact: each step is
+    under its own limits, since a jail's or a container's memory limit covers a whole run.
+    """
+    if not plan.compiles:
+        return run(plan)[0]
+    compiled, artifact = run(plan.compile_only())
+    if compiled.status is not Status.OK or artifact is None:
+        return compiled
+    if cache is not None and plan.cache_key:
+        cache.put(plan.cache_key, artifact)
+    return run(build_plan(request, artifact=artifact))[0]
+
+
 class CompileCache:
     """Compiled artifacts by (compiler command, source), least recently used out first; thread-safe.
 
@@ -160,7 +183,7 @@ def classify(plan: Plan, outcomes: list[StepOutcome], *, output_exceeded: bool, 
         if compiled.timed_out or compiled.exit_code != 0:
             why = "compilation timed out" if compiled.timed_out else f"compiler exited {compiled.exit_code}"
             return Status.COMPILE_ERROR, why
-        if len(outcomes) < 2:
+        if len(outcomes) < len(plan.steps):
             return Status.SANDBOX_ERROR, "program did not run after compiling"
     run = outcomes[-1]
     limits = plan.steps[-1].limits

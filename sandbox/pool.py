@@ -10,8 +10,10 @@ dir, /tmp, /dev/shm and /proc are new and die with it, and every process it star
 when its namespace's init exits; SysV/POSIX IPC (the one namespace runs share) is denied by
 seccomp; the launcher holds no data of past runs (they travel in memfds it never reads) and is
 non-dumpable PID 1, which a program can neither read nor signal. A jail is retired after
-`runs_per_jail` runs or at the first sign of trouble (launcher unresponsive, set-up failure),
-and a maintenance thread starts its replacement off the critical path.
+`runs_per_jail` runs or at the first sign of trouble (launcher unresponsive, set-up failure, a
+run that left something alive: descriptors parked in flight, memory still charged, limits that
+will not go back down), and a maintenance thread starts its replacement off the critical path;
+a request whose jail could not be reset before it ran goes to another jail.
 
 Thread-safe: any number of threads may call `run`; at most `pool_size` run at once, the rest
 wait for a jail. Jails are started from the maintenance thread only, because bwrap's
@@ -28,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 
 from sandbox.api import RunRequest, RunResult, Status
-from sandbox.bwrap import Jail, LocalBackend, LocalConfig, SandboxUnavailable
+from sandbox.bwrap import Jail, JailResetFailed, LocalBackend, LocalConfig, SandboxUnavailable
 from sandbox.plan import build_plan, compile_key
 
 log = logging.getLogger(__name__)
@@ -121,22 +123,31 @@ class Sandbox:
             raise RuntimeError("Sandbox is closed")
         cache = self._backend.compile_cache
         plan = build_plan(request, artifact=cache.get(compile_key(request)))
-        jail = self._acquire()
-        if jail is None:
-            why = f"no jail became free within {self.config.acquire_timeout_s:g}s"
-            if self._start_error is not None:
-                why = f"jails cannot be started: {self._start_error}"
-            return RunResult(Status.SANDBOX_ERROR, None, None, "", "", 0.0, 0.0, None, why)
-        if not jail.alive:
-            self._retire(jail)
-            return self.run(request)
-        try:
-            return jail.execute(request, plan, cache)
-        finally:
-            if jail.alive and jail.runs < self.config.runs_per_jail and not self._closed.is_set():
-                self._idle.put(jail)
-            else:
+        resets_failed = 0
+        while True:
+            jail = self._acquire()
+            if jail is None:
+                why = f"no jail became free within {self.config.acquire_timeout_s:g}s"
+                if self._start_error is not None:
+                    why = f"jails cannot be started: {self._start_error}"
+                return RunResult(Status.SANDBOX_ERROR, None, None, "", "", 0.0, 0.0, None, why)
+            if not jail.alive:
                 self._retire(jail)
+                continue
+            try:
+                return jail.execute(request, plan, cache)
+            except JailResetFailed as exc:
+                # The jail's fault, found before this request ran: the request goes to another
+                # jail (every one of them failing is the sandbox's fault, reported as such).
+                log.warning("sandbox pool: %s; jail retired", exc)
+                resets_failed += 1
+                if resets_failed > self.size:
+                    return RunResult(Status.SANDBOX_ERROR, None, None, "", "", 0.0, 0.0, None, str(exc))
+            finally:
+                if jail.alive and jail.runs < self.config.runs_per_jail and not self._closed.is_set():
+                    self._idle.put(jail)
+                else:
+                    self._retire(jail)
 
     def close(self) -> None:
         self._closed.set()

@@ -16,7 +16,7 @@ from protos.arbiter.v1 import common_pb2, sandbox_pb2, verifier_pb2
 from rewards.compose import ScoredSample
 from rewards.routing import RoutingConfig
 from rewards.types import Sample, SampleError, Verdict, VerifierResult
-from sandbox.api import Limits, RunRequest, RunResult, Status
+from sandbox.api import Limits, RunRequest, RunResult, Status, encodable
 
 _VERDICT_TO_PB = {
     Verdict.CORRECT: common_pb2.VERDICT_CORRECT,
@@ -138,12 +138,17 @@ def sample_from_proto(msg: verifier_pb2.Sample) -> Sample:
 # --- results -------------------------------------------------------------------------------
 
 
+# A result's texts quote the completion (an extracted answer, a program's exception), which may
+# hold what no protobuf string can (a lone surrogate from a JSON escape): one such sample must not
+# fail its batch, nor the cached copy of its result every retry, so each text is made encodable here.
+
+
 def result_to_proto(result: VerifierResult) -> verifier_pb2.VerifierResult:
-    msg = verifier_pb2.VerifierResult(verdict=verdict_to_proto(result.verdict), detail=result.detail)
+    msg = verifier_pb2.VerifierResult(verdict=verdict_to_proto(result.verdict), detail=encodable(result.detail))
     if result.score is not None:
         msg.score = result.score
     if result.answer is not None:
-        msg.answer = result.answer
+        msg.answer = encodable(result.answer)
     return msg
 
 
@@ -160,10 +165,10 @@ def result_from_proto(msg: verifier_pb2.VerifierResult, field_name: str = "resul
 def scored_to_proto(scored: ScoredSample, cached: Iterable[str] = ()) -> verifier_pb2.ScoreResult:
     cached = set(cached)
     msg = verifier_pb2.ScoreResult(
-        id=scored.id or "",
+        id=encodable(scored.id or ""),
         verdict=verdict_to_proto(scored.verdict),
         elapsed_ms=scored.elapsed_ms,
-        detail=scored.detail,
+        detail=encodable(scored.detail),
         components=[
             verifier_pb2.Component(verifier=name, result=result_to_proto(r), cached=name in cached)
             for name, r in scored.components.items()
@@ -172,7 +177,7 @@ def scored_to_proto(scored: ScoredSample, cached: Iterable[str] = ()) -> verifie
     if scored.reward is not None:
         msg.reward = scored.reward
     if scored.error_field is not None:
-        msg.error.CopyFrom(verifier_pb2.FieldError(field=scored.error_field, message=scored.detail))
+        msg.error.CopyFrom(verifier_pb2.FieldError(field=scored.error_field, message=encodable(scored.detail)))
     return msg
 
 
@@ -342,10 +347,10 @@ def grade_field_to_wire(name: str) -> str:
 
 
 def grade_response(scored: ScoredSample) -> sandbox_pb2.GradeResponse:
-    msg = sandbox_pb2.GradeResponse(verdict=verdict_to_proto(scored.verdict), detail=scored.detail)
+    msg = sandbox_pb2.GradeResponse(verdict=verdict_to_proto(scored.verdict), detail=encodable(scored.detail))
     result = scored.components.get("code")
     if result is not None:
-        msg.detail = result.detail
+        msg.detail = encodable(result.detail)
     if scored.reward is not None:
         msg.score = scored.reward
     return msg

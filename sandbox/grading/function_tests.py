@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
-from sandbox.api import Limits, RunRequest, RunResult, Status
+from sandbox.api import Limits, RunRequest, RunResult, Status, encodable
 from sandbox.grading.checker import Runner
 from sandbox.grading.result import GradeReport, GradingFault, Outcome, TestOutcome
 
@@ -139,10 +139,13 @@ def parse_report(result: RunResult, nonce: str, n_tests: int) -> GradeReport:
     by_index: dict[int, dict] = {}
     for line in lines[1:]:
         if line.startswith(ERROR_MARKER):
-            raise GradingFault(f"grading harness error: {json.loads(line[len(ERROR_MARKER):])[-500:]}")
+            raise GradingFault(f"grading harness error: {encodable(json.loads(line[len(ERROR_MARKER):]))[-500:]}")
         if not line.startswith(prefix):
             continue
         record = json.loads(line[len(prefix):])
+        # The detail quotes the candidate (its exception's class name and text, its values), which
+        # JSON's \u escapes carry even when no encoder can write them (a lone surrogate).
+        record["detail"] = encodable(record["detail"])
         index = record["test"]
         if index in by_index or not 0 <= index < n_tests:
             raise GradingFault(f"report channel tampered with: unexpected record for test {index}")

@@ -6,6 +6,11 @@ Each program's first line says which statuses are acceptable (`# expect: a, b`);
 ESCAPED in the output marks a successful attack. The host-side facts (did anything reach our
 listeners, is the outside process still alive, did a daemon outlive its run, did a file appear
 outside the jail) are checked here, after the programs ran, and reported with the cases.
+
+Programs that attack the jail's later runs (FOLLOWED) run again in a pool of one jail, each
+followed there by honest samples that must pass; candidates that attack the grading referee
+(GRADED) are graded through the function-test harness in that jail, each followed by an honest
+candidate.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from sandbox import Limits, LocalConfig, PoolConfig, RunRequest, Sandbox
+from sandbox.grading import FunctionTestSpec, GradingFault, grade_function_tests
 
 PROGRAMS = Path(__file__).parent / "programs"
 LIMITS = Limits(wall_time_s=2.0, cpu_time_s=1.0, memory_mib=256, max_processes=32,
@@ -34,6 +40,89 @@ DAEMON_MARKER = b"987.654"
 HOST_PATHS = ["/usr/pwned", "/etc/pwned", "/pwned", "/bin/pwned", "/lib/pwned", "/work/pwned"]
 PAIRED = {"plant_sitecustomize.py", "check_planted.py", "snoop_victim.py", "snoop_concurrent.py"}
 LANGUAGE = {".py": "python", ".cpp": "cpp"}
+
+
+# An honest program using all that the FOLLOWED programs attack: memory up to near its limit,
+# descriptor passing, a pty, an abstract name (the one an earlier run parked, if it survived).
+HONEST_FOLLOWER = """
+import os, socket
+left = len(open("/proc/net/unix").read().splitlines()) - 1
+if left:
+    print(f"ESCAPED: {left} unix sockets of an earlier run are still alive in the jail")
+block = bytearray(150 << 20)
+for i in range(0, len(block), 4096):
+    block[i] = 1
+a, b = socket.socketpair()
+r, w = os.pipe()
+socket.send_fds(a, [b"x"], [r, w])
+socket.recv_fds(b, 1, 2)
+probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    probe.connect("\\0arbiter-parked-name")
+    print("ESCAPED: connected to a name an earlier run parked")
+except OSError:
+    pass
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind("\\0arbiter-parked-name")
+for n in range(16):
+    try:
+        fd = os.open(f"/dev/pts/{n}", os.O_RDWR | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError:
+        continue
+    try:
+        if b"SECRET" in os.read(fd, 4096):
+            print("ESCAPED: read a pty an earlier run wrote")
+    except OSError:
+        pass
+master, slave = os.openpty()
+os.write(slave, b"ping\\n")
+assert os.read(master, 16).strip() == b"ping"
+print("honest ok")
+"""
+# Smaller limits than the run before: the jail's memory limit goes down first.
+SMALL_FOLLOWER = ("print('small honest ok')", Limits(wall_time_s=2.0, cpu_time_s=1.0, memory_mib=64))
+FOLLOWED = ("park_stdout_in_flight.py", "park_memory_in_flight.py", "park_pty_in_flight.py",
+            "park_abstract_name_in_flight.py", "exhaust_in_flight_quota.py", "compiled_forked_allocators.cpp")
+GRADED_TESTS = FunctionTestSpec.assertions(["assert double(2) == 4", "assert double(3) == 6", "assert double(5) == 10"])
+GRADED = {
+    # A daemon of the contestant signalling the referee (same uid) all through the grading.
+    "signal_referee": """
+import os, signal, time
+referee = os.getppid()
+if os.fork() == 0:
+    os.setsid()
+    while True:
+        for sig in (signal.SIGALRM, signal.SIGINT):
+            try:
+                os.kill(referee, sig)
+            except OSError:
+                os._exit(0)
+        time.sleep(0.0005)
+
+def double(x):
+    return x + 1
+""",
+    # The contestant's ends of its pipes armed to signal the referee on every read and write, and
+    # kept open by a daemon, so that the referee's own close in its cleanup fires them too.
+    "async_pipes_signal_referee": """
+import fcntl, os, signal, time
+F_SETSIG = 10
+for fd in range(3, 32):
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETOWN, os.getppid())
+        fcntl.fcntl(fd, F_SETSIG, signal.SIGALRM)
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
+    except OSError:
+        pass
+if os.fork() == 0:
+    os.setsid()
+    time.sleep(60)
+
+def double(x):
+    return x + 1
+""",
+}
+HONEST_CANDIDATE = "def double(x):\n    return 2 * x\n"
 
 
 def load_cases() -> dict[str, tuple[str, str, list[str], Limits]]:
@@ -82,12 +171,42 @@ def run_case(box: Sandbox, name: str, case: tuple[str, str, list[str], Limits], 
     language, source, expected, limits = case
     request = RunRequest(language, source, limits=limits, files={"port.txt": str(port)},
                          result_fd=name == "harness_fd_forgery.py")
-    result = box.run(request)
+    try:
+        result = box.run(request)
+    except Exception as exc:  # the sandbox failing on a request is itself a finding, reported
+        return {"expected": expected, "status": "exception", "detail": f"{type(exc).__name__}: {exc}",
+                "stdout": "", "stderr": "", "result_bytes": None}
     return {
         "expected": expected, "status": result.status.value, "detail": result.detail,
         "stdout": result.stdout[:4000], "stderr": result.stderr[:4000],
         "result_bytes": result.result_bytes.decode("latin-1") if result.result_bytes is not None else None,
     }
+
+
+def run_followed(box: Sandbox, cases: dict, port: int) -> list[dict]:
+    """Each FOLLOWED program, then honest programs, in the one jail of `box`."""
+    followers = [("honest", (HONEST_FOLLOWER, LIMITS)), ("small honest", SMALL_FOLLOWER)]
+    runs = []
+    for name in FOLLOWED:
+        hostile = run_case(box, name, cases[name], port)
+        after = {label: run_case(box, label, ("python", source, ["ok"], limits), port)
+                 for label, (source, limits) in followers}
+        runs.append({"hostile": name, "status": hostile["status"], "followers": after})
+    return runs
+
+
+def grade(box: Sandbox, code: str) -> dict:
+    try:
+        report = grade_function_tests(code, GRADED_TESTS, box.run, time_s=2.0)
+    except GradingFault as exc:
+        return {"fault": str(exc), "outcomes": []}
+    return {"fault": None, "outcomes": [o.outcome.value for o in report.outcomes]}
+
+
+def run_graded(box: Sandbox) -> dict:
+    """Each GRADED candidate, then an honest one, in the one jail of `box`."""
+    return {name: {"hostile": grade(box, code), "follower": grade(box, HONEST_CANDIDATE)}
+            for name, code in GRADED.items()}
 
 
 def marker_processes() -> list[int]:
@@ -125,10 +244,13 @@ def main() -> int:
             pair = {name: pool.submit(run_case, box, name, cases[name], listener.port)
                     for name in ("snoop_victim.py", "snoop_concurrent.py")}
             results |= {name: f.result() for name, f in pair.items()}
-    # Planting and checking in one and the same jail, one after the other.
+    # Planting and checking in one and the same jail, one after the other; then the programs
+    # and candidates that attack later runs of their jail, each followed by honest ones there.
     with Sandbox(PoolConfig(pool_size=1, local=local)) as single:
         for name in ("plant_sitecustomize.py", "check_planted.py"):
             results[name] = run_case(single, name, cases[name], listener.port)
+        followed = run_followed(single, cases, listener.port)
+        graded = run_graded(single)
     time.sleep(0.2)
     host = {
         "describe": describe,
@@ -139,7 +261,7 @@ def main() -> int:
         "seconds": round(time.monotonic() - started, 1),
     }
     sentinel.kill()
-    json.dump({"cases": results, "host": host}, sys.stdout)
+    json.dump({"cases": results, "followed": followed, "graded": graded, "host": host}, sys.stdout)
     return 0
 
 

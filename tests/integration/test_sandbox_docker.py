@@ -88,6 +88,26 @@ def test_docker_cpp_compiles_and_runs(docker_backend):
     assert (result.status, result.stdout) == (Status.OK, "cpp\n")
 
 
+READ_OWN_MEMORY_LIMIT = """#include <fstream>
+#include <iostream>
+int main() {
+    for (const char *path : {"/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max"}) {
+        std::ifstream file(path);
+        long long limit;
+        if (file >> limit) { std::cout << limit << std::endl; return 0; }
+    }
+    return 1;
+}
+"""
+
+
+def test_docker_compiled_program_runs_under_its_own_memory_limit_not_the_compilers(docker_backend):
+    result = docker_backend.run(RunRequest("cpp", READ_OWN_MEMORY_LIMIT, limits=Limits(memory_mib=128)))
+    if result.status is not Status.OK:
+        pytest.skip(f"the container cannot read its own memory limit here: {result.stderr[-200:]}")
+    assert int(result.stdout) == (128 + docker_backend.config.cgroup_overhead_mib) << 20
+
+
 def test_docker_result_fd_is_returned_out_of_band(docker_backend):
     result = docker_backend.run(RunRequest("python", "import os; os.write(3, b'verdict')", result_fd=True))
     assert result.result_bytes == b"verdict"

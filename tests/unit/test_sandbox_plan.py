@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from sandbox.api import Limits, RunRequest, Status
-from sandbox.languages import LANGUAGES, get_language
+from sandbox.languages import LANGUAGES, Language, get_language
 from sandbox.plan import CompileCache, StepOutcome, build_plan, classify, compile_key
 from sandbox.seccomp_policy import DENIED_SYSCALLS, compiled_bpf
 
@@ -113,3 +113,17 @@ def test_compile_cache_evicts_least_recently_used():
     cache.put("d", b"x" * 10)
     cache.put("e", b"x" * 10)
     assert cache.get("b") is None and cache.get("a") is not None and cache.get("e") is not None
+
+
+def test_compile_is_a_plan_of_its_own_under_the_compilers_limits():
+    compile_only = CPP.compile_only()
+    assert [s.argv[0] for s in compile_only.steps] == ["/usr/bin/g++"] and compile_only.collect == "main"
+    assert compile_only.steps[0].limits.memory_bytes > CPP.steps[1].limits.memory_bytes
+    ok = StepOutcome(0, None, False, 0.5, 0.5, 100.0)
+    assert classify(compile_only, [ok], output_exceeded=False, oom_killed=False, stderr_tail="")[0] is Status.OK
+    assert classify(CPP, [ok], output_exceeded=False, oom_killed=False, stderr_tail="")[0] is Status.SANDBOX_ERROR
+
+
+def test_a_language_that_compiles_must_name_its_artifact():
+    with pytest.raises(ValueError, match="go together"):
+        Language(name="x", source_file="x.c", run_argv=("./x",), compile_argv=("/usr/bin/cc", "x.c"))

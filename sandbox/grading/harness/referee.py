@@ -16,8 +16,17 @@ A test passes only when its code returns normally here; an exit, crash or silenc
 contestant is a failure, and nothing the contestant prints reaches the report. A contestant
 replaced after a time-out or crash is a freshly exec'd interpreter: by then this process holds
 the tests, so it is never forked again.
+
+The contestant runs as the same uid and may signal this process, directly or by arming a pipe
+it shares (O_ASYNC, F_SETOWN, F_SETSIG) so that this process's own read or close fires it. So
+every signal is blocked here (the contestant's processes unblock them), and the per-test time
+limit is a watchdog thread that interrupts the main thread without a signal
+(_thread.interrupt_main); waits on the contestant's pipes are timed waits against the same
+deadline. A signal can then at most kill or stop this process (SIGKILL, SIGSTOP), which ends the
+run with every remaining test failed: it can neither fake a time-out nor break the cleanup into a fault.
 """
 
+import _thread
 import ast
 import builtins
 import ctypes
@@ -27,6 +36,8 @@ import os
 import select
 import signal
 import sys
+import threading
+import time
 import traceback
 
 sys.path.insert(0, os.getcwd())
@@ -60,8 +71,68 @@ class Unsupported(BaseException):
     the test, not of the candidate, so it must not end as a failed test."""
 
 
-def _on_alarm(signum, frame):
-    raise TestTimeout()
+class Watchdog:
+    """The deadline of the test (or setup) now running, enforced from a thread of its own."""
+
+    def __init__(self):
+        self._lock = threading.Condition()
+        self._deadline = None
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def arm(self, seconds):
+        with self._lock:
+            self._deadline = time.monotonic() + seconds
+            self._lock.notify()
+
+    def disarm(self):
+        with self._lock:
+            self._deadline = None
+
+    def remaining(self):
+        """Seconds left, for a timed wait; None when nothing is armed."""
+        with self._lock:
+            return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+
+    def claim(self):
+        """True once when the armed deadline has passed (which disarms it): the caller raises."""
+        with self._lock:
+            if self._deadline is None or time.monotonic() < self._deadline:
+                return False
+            self._deadline = None
+            return True
+
+    def _watch(self):
+        with self._lock:
+            while True:
+                if self._deadline is None:
+                    self._lock.wait()
+                    continue
+                left = self._deadline - time.monotonic()
+                if left > 0:
+                    self._lock.wait(left)
+                    continue
+                # Runs _on_timeout in the main thread at its next bytecode; no signal is sent.
+                _thread.interrupt_main(signal.SIGALRM)
+                self._lock.wait()
+
+
+watchdog = None
+
+
+def _on_timeout(signum, frame):
+    # Only ever called through interrupt_main (SIGALRM is blocked); late calls find it claimed.
+    if watchdog.claim():
+        raise TestTimeout()
+
+
+def _wait(fd, writing=False):
+    """Until `fd` is ready, or TestTimeout at the armed deadline."""
+    while True:
+        ready = select.select([] if writing else [fd], [fd] if writing else [], [], watchdog.remaining())
+        if ready[0] or ready[1]:
+            return
+        if watchdog.claim():
+            raise TestTimeout()
 
 
 class Contestant:
@@ -71,6 +142,7 @@ class Contestant:
         self.pid = os.fork()
         if self.pid == 0:
             try:
+                signal.pthread_sigmask(signal.SIG_SETMASK, [])  # the referee's mask is its own
                 os.setpgid(0, 0)  # its own process group, so that kill() takes its children too
                 os.dup2(request_r, 0)
                 os.dup2(reply_w, 1)
@@ -84,6 +156,7 @@ class Contestant:
                 os._exit(0)
         os.close(request_r)
         os.close(reply_w)
+        os.set_blocking(self.request_w, False)  # a contestant that stops reading cannot hold a write
         self.buffer = b""
         self.load_error = None
         self.ready = False
@@ -100,7 +173,7 @@ class Contestant:
 
     def _read_message(self):
         while b"\n" not in self.buffer:
-            select.select([self.reply_r], [], [])
+            _wait(self.reply_r)
             chunk = os.read(self.reply_r, 1 << 16)
             if not chunk:
                 raise CandidateGone("the candidate's process exited")
@@ -125,11 +198,14 @@ class Contestant:
             raise CandidateError("the candidate's process sent an unexpected message")
 
     def _send(self, data):
-        try:
-            while data:
+        while data:
+            _wait(self.request_w, writing=True)
+            try:
                 data = data[os.write(self.request_w, data):]
-        except OSError:
-            raise CandidateGone("the candidate's process exited") from None
+            except BlockingIOError:
+                continue
+            except OSError:
+                raise CandidateGone("the candidate's process exited") from None
 
     def call(self, name, args, kwargs):
         self.wait_ready()
@@ -211,7 +287,7 @@ def _describe(exc):
 
 def run_test(index, code, namespace, session, time_s):
     """Run one test; return (status, detail). Only a normal return of the test code passes."""
-    signal.setitimer(signal.ITIMER_REAL, time_s)
+    watchdog.arm(time_s)
     try:
         try:
             contestant = session.contestant()
@@ -220,8 +296,8 @@ def run_test(index, code, namespace, session, time_s):
                 return "load_error", contestant.load_error
             exec(code, namespace)
         finally:
-            # Disarmed before any handler below runs; an alarm that fires in here is still caught.
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            # Disarmed before any handler below runs; a time-out claimed in here is still caught.
+            watchdog.disarm()
     except TestTimeout:
         session.discard()
         return "time_limit", f"test {index} ran past {time_s:g} s"
@@ -262,11 +338,11 @@ def build_namespace(spec, session):
             namespace[name] = importlib.import_module(name)
         elif not hasattr(builtins, name):
             namespace[name] = Remote(session, name)
-    signal.setitimer(signal.ITIMER_REAL, float(spec["time_s"]))  # a hanging setup is a fault
+    watchdog.arm(float(spec["time_s"]))  # a hanging setup is a fault
     try:
         exec(setup_code, namespace)
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        watchdog.disarm()
     if spec.get("entry_point"):
         # Bound after the setup, which may hold the prompt's stub of the same name (HumanEval/33's
         # test calls the function by name as well as through `candidate`).
@@ -277,14 +353,17 @@ def build_namespace(spec, session):
 def main():
     # Written before the contestant exists: tells the host that the harness itself started, so
     # that a harness that cannot start is a fault rather than a failed candidate.
+    global watchdog
     os.write(_report_fd, b"ARBITER-REFEREE-STARTED\n")
     session = None
     try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        signal.signal(signal.SIGALRM, _on_timeout)
         session = Session(Contestant(warm=True))
         ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        watchdog = Watchdog()  # after the fork: the warm contestant gets no copy of its thread
         spec = json.loads(sys.stdin.read())
         nonce = spec["nonce"]
-        signal.signal(signal.SIGALRM, _on_alarm)
         namespace, tests = build_namespace(spec, session)
         time_s = float(spec["time_s"])
         failed = False
