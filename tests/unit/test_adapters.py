@@ -7,13 +7,13 @@ import math
 import pickle
 from collections import defaultdict
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from rewards.adapters import completion_text, compute_score, plain, trl_reward_func, verl_reward_metrics
 from rewards.types import SampleError
+from tests.peers.trl_rewards import calculate_rewards
 
 GOOD = "<think>\nadd the numbers\n</think>\n<answer>\n\\boxed{5}\n</answer>"
 BAD = "The answer is 5."
@@ -22,32 +22,8 @@ CHINESE = "<think>\n我们先计算这个和，然后再检查一遍。\n</think
 
 @pytest.fixture(scope="module")
 def grpo_calculate_rewards():
-    """TRL 1.16's own GRPOTrainer._calculate_rewards, run on the attributes it reads (no model needed)."""
-    from accelerate import PartialState
-    from transformers import TrainerState
-    from trl.trainer.grpo_trainer import GRPOTrainer
-    from trl.trainer.utils import get_callable_name
-
-    PartialState()  # accelerate's single-process state, which `gather` consults
-
-    def calculate(reward_funcs, inputs, prompts, completions):
-        logged = SimpleNamespace(metrics=defaultdict(list), extra=defaultdict(list))
-        trainer = SimpleNamespace(
-            accelerator=SimpleNamespace(device="cpu", is_main_process=True),
-            args=SimpleNamespace(report_to=[]),
-            state=TrainerState(),
-            reward_funcs=reward_funcs,
-            reward_processing_classes=[None] * len(reward_funcs),
-            reward_func_names=[get_callable_name(f) for f in reward_funcs],
-            environments=None,
-            _log_completion_extra=lambda column, values: logged.extra[column].extend(values),
-            _log_metric=lambda name, value: logged.metrics[name].append(value),
-        )
-        completion_ids = [[0] * len(completion_text(c)) for c in completions]
-        rewards = GRPOTrainer._calculate_rewards(trainer, inputs, prompts, completions, completion_ids)
-        return rewards.tolist(), trainer.reward_func_names, logged
-
-    return calculate
+    """TRL 1.16's own GRPOTrainer._calculate_rewards (see tests/peers/trl_rewards.py)."""
+    return calculate_rewards
 
 
 def _conversation(text: str) -> list[dict[str, str]]:
