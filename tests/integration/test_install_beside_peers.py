@@ -88,14 +88,19 @@ def test_core_install_has_no_torch_ray_or_grpc_and_scores(arbiter_wheel: Path, t
     assert not HEAVY & set(venv.distributions())
     probe = ("from rewards.adapters import compute_score, trl_reward_func\n"
              "print(trl_reward_func('math')(prompts=['p'], completions=['<answer>4</answer>'], answer=[4]),"
-             " compute_score('math', '<think>x</think><answer>4</answer>', '4')['score'])")
-    assert run(venv.python, "-c", probe, cwd=tmp_path).stdout.split() == ["[1.0]", "2.0"]
+             " compute_score('math', '<think>x</think><answer>4</answer>', '4')['score'])\n"
+             "from sandbox import SandboxUnavailable\n"
+             "from sandbox.docker_backend import DockerBackend\n"
+             "try:\n    DockerBackend()\nexcept SandboxUnavailable as exc:\n    print(exc)")
+    lines = run(venv.python, "-c", probe, cwd=tmp_path).stdout.splitlines()
+    assert lines[0].split() == ["[1.0]", "2.0"] and "pip install 'arbiter[docker]'" in lines[1]
 
-    out = tmp_path / "scores.jsonl"
-    scored = venv.arbiter("score", "--input", str(EXAMPLES), "--output", str(out), cwd=tmp_path)
+    source, out = tmp_path / "in.jsonl", tmp_path / "scores.jsonl"
+    source.write_text(EXAMPLES.read_text().splitlines()[0] + "\n\n")
+    scored = venv.arbiter("score", "--input", str(source), "--output", str(out), cwd=tmp_path)
     assert scored.returncode == 0, scored.stderr
-    assert len(out.read_text().splitlines()) == len(EXAMPLES.read_text().splitlines())
-    assert_names_extra(venv.arbiter("score", "--input", str(EXAMPLES), "--output", str(out), "--endpoint",
+    assert [json.loads(line)["verdict"] for line in out.read_text().splitlines()] == ["correct", "error"]
+    assert_names_extra(venv.arbiter("score", "--input", str(source), "--output", str(out), "--endpoint",
                                     "127.0.0.1:9", cwd=tmp_path), "services")
     assert_names_extra(venv.arbiter("serve", cwd=tmp_path), "services")
     assert_names_extra(venv.arbiter("train", cwd=tmp_path), "train")
