@@ -208,11 +208,11 @@ def _verl_sample(
 ) -> Sample:
     if wants_tests:
         ground_truth = plain(ground_truth)
-    if wants_tests and isinstance(ground_truth, str):
-        try:
-            ground_truth = json.loads(ground_truth)
-        except json.JSONDecodeError as exc:
-            raise SampleError("ground_truth", f"tests are not valid JSON: {exc.msg}") from exc
+        if isinstance(ground_truth, str):
+            try:
+                ground_truth = json.loads(ground_truth)
+            except json.JSONDecodeError as exc:
+                raise SampleError("ground_truth", f"tests are not valid JSON: {exc.msg}") from exc
     index = extra_info.get("index")
     return Sample(
         id="verl" if index is None else str(index),
