@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,15 +47,32 @@ def arbiter_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class Venv:
-    """A fresh venv with `requirements` installed by pip as a user would (--no-compile only saves time)."""
+    """A fresh venv into which pip installs `requirements` as a user would (--no-compile only saves time).
+
+    The install runs in the background from construction on, so that two venvs resolve and unpack
+    on both cores at once; `ready()` waits for it.
+    """
 
     def __init__(self, path: Path, *requirements: str | Path) -> None:
-        self.path = path
+        self.path, self.requirements = path, requirements
         run(sys.executable, "-m", "venv", path, cwd=path.parent)
-        started = time.perf_counter()
-        run(self.python, "-m", "pip", "install", "-q", "--no-compile", *requirements, cwd=path.parent)
-        self.install_s = time.perf_counter() - started
-        print(f"{path.name}: pip install {' '.join(map(str, requirements))}: {self.install_s:.0f} s")
+        self.log = path / "pip-install.log"
+        self.started = time.perf_counter()
+        with self.log.open("w") as log:
+            self.install = subprocess.Popen(
+                [str(self.python), "-m", "pip", "install", "-q", "--no-compile", *map(str, requirements)],
+                cwd=path.parent, stdout=log, stderr=subprocess.STDOUT)
+        self.install_s: float | None = None
+
+    def ready(self) -> Venv:
+        if self.install_s is None:
+            status = self.install.wait(timeout=1200)
+            self.install_s = time.perf_counter() - self.started
+            if status != 0:
+                pytest.fail(f"pip install {' '.join(map(str, self.requirements))} exited {status}:\n"
+                            f"{self.log.read_text()[-4000:]}")
+            print(f"{self.path.name}: pip install {' '.join(map(str, self.requirements))}: {self.install_s:.0f} s")
+        return self
 
     @property
     def python(self) -> Path:
@@ -76,6 +94,19 @@ class Venv:
         return run(self.path / "bin" / "arbiter", *args, cwd=cwd, check=False)
 
 
+@pytest.fixture(scope="module")
+def peer_venvs(arbiter_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Venv]]:
+    """The core beside each framework, both installs started at once."""
+    work = tmp_path_factory.mktemp("peers")
+    venvs = {"verl": Venv(work / "verl", TORCH, arbiter_wheel, "verl==0.9.1"),
+             "trl": Venv(work / "trl", TORCH, arbiter_wheel, "trl==1.16.0")}
+    yield venvs
+    for venv in venvs.values():  # an install no test waited for (a deselected test) is stopped
+        if venv.install.poll() is None:
+            venv.install.kill()
+            venv.install.wait()
+
+
 def assert_names_extra(proc: subprocess.CompletedProcess, extra: str) -> None:
     assert proc.returncode == 3, proc.stderr
     assert f"needs the '{extra}' extra" in proc.stderr and f"pip install 'arbiter[{extra}]'" in proc.stderr
@@ -83,7 +114,7 @@ def assert_names_extra(proc: subprocess.CompletedProcess, extra: str) -> None:
 
 
 def test_core_install_has_no_torch_ray_or_grpc_and_scores(arbiter_wheel: Path, tmp_path: Path) -> None:
-    venv = Venv(tmp_path / "core", arbiter_wheel)
+    venv = Venv(tmp_path / "core", arbiter_wheel).ready()
     venv.assert_consistent()
     assert not HEAVY & set(venv.distributions())
     probe = ("from rewards.adapters import compute_score, trl_reward_func\n"
@@ -107,8 +138,8 @@ def test_core_install_has_no_torch_ray_or_grpc_and_scores(arbiter_wheel: Path, t
 
 
 @pytest.mark.slow
-def test_core_beside_verl_scores_through_verls_reward_loop(arbiter_wheel: Path, tmp_path: Path) -> None:
-    venv = Venv(tmp_path / "verl", TORCH, arbiter_wheel, "verl==0.9.1")
+def test_core_beside_verl_scores_through_verls_reward_loop(peer_venvs: dict[str, Venv], tmp_path: Path) -> None:
+    venv = peer_venvs["verl"].ready()
     venv.assert_consistent()
     assert venv.distributions()["transformers"].startswith("5.")  # verl 0.9.1 takes 5.5.3 up to 5.11
     report = json.loads(run(venv.python, PEERS / "score_with_verl.py", tmp_path, cwd=tmp_path).stdout.splitlines()[-1])
@@ -124,8 +155,9 @@ def test_core_beside_verl_scores_through_verls_reward_loop(arbiter_wheel: Path, 
 
 
 @pytest.mark.slow
-def test_core_beside_trl_scores_through_grpo_trainers_reward_step(arbiter_wheel: Path, tmp_path: Path) -> None:
-    venv = Venv(tmp_path / "trl", TORCH, arbiter_wheel, "trl==1.16.0")
+def test_core_beside_trl_scores_through_grpo_trainers_reward_step(peer_venvs: dict[str, Venv],
+                                                                  tmp_path: Path) -> None:
+    venv = peer_venvs["trl"].ready()
     venv.assert_consistent()
     assert not {"ray", "grpcio"} & set(venv.distributions())
     report = json.loads(run(venv.python, PEERS / "score_with_trl.py", cwd=tmp_path).stdout.splitlines()[-1])
