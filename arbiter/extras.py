@@ -14,7 +14,8 @@ from importlib import metadata
 DISTRIBUTION = "arbiter"
 # Exit status of a command whose extra is not installed (1 is a run that failed, 2 a usage error).
 MISSING_EXTRA_STATUS = 3
-# `name[extras] specifiers; extra == "x"`, as importlib.metadata.requires() gives them.
+# `name[extras] specifiers; extra == "x"`, as importlib.metadata.requires() gives them (`packaging`
+# would parse these too, but it is no dependency of the core).
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?[^;]*(?:;(.*))?$")
 _EXTRA_MARKER = re.compile(r"""\bextra\s*==\s*["']([^"']+)["']""")
 
