@@ -3,12 +3,18 @@
     arbiter score --input samples.jsonl --output scores.jsonl [--verifier NAME] [--workers N]
                   [--routing routing.yaml]
 
-Every non-blank input line yields exactly one output line, in input order: a scored record
-(`ScoredSample.to_record()`) or an error record naming the line and the bad field. The
+Every input line, a blank one included, yields exactly one output line, in input order: a scored
+record (`ScoredSample.to_record()`) or an error record naming the line and the bad field. A
+numeric `answer` is read as the text it was written with (`0.50` stays "0.50"). The
 scoring backend is a `Scorer`, a function from an iterable of samples to their results in
 the same order; `LocalScorer` scores in this process, and a remote backend plugs in the same
 way. Exit status: 0 when the file was processed (error records included), 1 when the input
-could not be read or the output written, 2 for bad arguments (unknown verifier, bad routing).
+could not be read or the output written, 2 for bad arguments (unknown verifier, bad routing),
+3 when `--endpoint` is asked for without the `services` extra installed.
+
+The latency in the summary is each sample's own: from the start of its scoring to its result,
+as the process that scored it measured it (a worker thread here, the server's worker with
+`--endpoint`), so waiting for a thread, a batch or the network is not counted.
 """
 
 from __future__ import annotations
@@ -28,12 +34,12 @@ from typing import Any, TextIO
 import yaml
 from tqdm import tqdm
 
+from arbiter.extras import MISSING_EXTRA_STATUS, missing_extra_message
 from rewards.compose import ScoredSample, score_sample
 from rewards.registry import Registry, default_registry
 from rewards.routing import DEFAULT_ROUTING, RoutingConfig, SingleVerifierRouting
 from rewards.types import Sample, SampleError
-from services.client import ClientError, score_sync
-from services.config import ClientConfig
+from services.config import ClientConfig  # plain dataclasses: no gRPC until an endpoint is used
 
 Scorer = Callable[[Iterable[Sample]], Iterator[ScoredSample]]
 """Maps samples to their results, one per sample, in the order given."""
@@ -98,12 +104,16 @@ class LocalScorer:
                 yield pending.popleft().result()
 
 
+class EndpointError(RuntimeError):
+    """The endpoint refused the run as a whole (wrong token, no such service): no sample can be scored."""
+
+
 class EndpointScorer:
     """Scores through a running cluster with the services client, a chunk at a time, in input order.
 
     The server side (or a verifier it cannot reach) answers per sample, so the output has
     the same records as in-process scoring; only a misconfiguration (wrong token, no
-    server) stops the run, as a ClientError.
+    server) stops the run, as an EndpointError. Needs the `services` extra (gRPC).
     """
 
     def __init__(self, config: ClientConfig, routing: RoutingConfig, chunk_size: int = 512) -> None:
@@ -112,14 +122,19 @@ class EndpointScorer:
         self.chunk_size = chunk_size
 
     def __call__(self, samples: Iterable[Sample]) -> Iterator[ScoredSample]:
+        from services.client import ClientError, score_sync
+
         chunk: list[Sample] = []
-        for sample in samples:
-            chunk.append(sample)
-            if len(chunk) >= self.chunk_size:
+        try:
+            for sample in samples:
+                chunk.append(sample)
+                if len(chunk) >= self.chunk_size:
+                    yield from score_sync(self.config, chunk, self.routing)
+                    chunk = []
+            if chunk:
                 yield from score_sync(self.config, chunk, self.routing)
-                chunk = []
-        if chunk:
-            yield from score_sync(self.config, chunk, self.routing)
+        except ClientError as exc:
+            raise EndpointError(str(exc)) from exc
 
 
 @dataclass(frozen=True)
@@ -145,14 +160,30 @@ class _Parsed:
     sample: Sample
 
 
+class _WrittenFloat(float):
+    """A JSON number with a fraction or an exponent that prints as it was written (`0.50`, `1e3`),
+    so that an answer keeps its form; in arithmetic it is the float it denotes."""
+
+    text: str
+
+    def __new__(cls, text: str) -> _WrittenFloat:
+        number = super().__new__(cls, text)
+        number.text = str(text)
+        return number
+
+    def __str__(self) -> str:
+        return self.text
+
+
 def _parse_lines(lines: Iterable[str]) -> Iterator[_Parsed | _InputError]:
-    """Decode and validate each non-blank line; the second use of an id is an input error."""
+    """Decode and validate each line; a blank line and the second use of an id are input errors."""
     first_seen: dict[str, int] = {}
     for number, text in enumerate(lines, start=1):
         if not text.strip():
+            yield _InputError(number, None, "<line>", "blank line: expected a JSON object")
             continue
         try:
-            raw = json.loads(text)
+            raw = json.loads(text, parse_float=_WrittenFloat)
         except json.JSONDecodeError as exc:
             yield _InputError(number, None, "<line>", f"invalid JSON: {exc.msg} at column {exc.colno}")
             continue
@@ -198,7 +229,8 @@ class Summary:
             lines.append(f"mean reward {sum(self.rewards) / len(self.rewards):.4f} over {len(self.rewards)} rewards")
         if self.latencies_ms:
             p50, p99 = percentile(self.latencies_ms, 50), percentile(self.latencies_ms, 99)
-            lines.append(f"latency per sample p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+            lines.append(f"latency per sample p50 {p50:.2f} ms, p99 {p99:.2f} ms "
+                         "(from the start of its scoring to its result; queueing and batching excluded)")
         return "\n".join(lines)
 
 
@@ -209,7 +241,7 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 def score_file(lines: Iterable[str], out: TextIO, scorer: Scorer, progress: tqdm | None = None) -> Summary:
-    """Score JSONL `lines` with `scorer`, writing one record per non-blank line to `out` in input order."""
+    """Score JSONL `lines` with `scorer`, writing one record per line to `out` in input order."""
     summary = Summary()
     slots: deque[_Parsed | _InputError] = deque()
 
@@ -271,6 +303,9 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, yaml.YAMLError) as exc:
         return _fail(f"--routing: {exc}", 2)
     if args.endpoint:
+        message = missing_extra_message("arbiter score --endpoint", "services")
+        if message:
+            return _fail(message, MISSING_EXTRA_STATUS)
         scorer: Scorer = EndpointScorer(ClientConfig(endpoint=args.endpoint, application=args.application,
                                                      token=args.token),
                                         SingleVerifierRouting(args.verifier) if args.verifier else routing)
@@ -287,7 +322,7 @@ def run(args: argparse.Namespace) -> int:
 def _score_input(args: argparse.Namespace, scorer: Scorer) -> int:
     try:
         with open(args.input, encoding="utf-8") as f:
-            total = sum(1 for line in f if line.strip())
+            total = sum(1 for _ in f)
         started = time.perf_counter()
         with (
             open(args.input, encoding="utf-8") as lines,
@@ -297,7 +332,7 @@ def _score_input(args: argparse.Namespace, scorer: Scorer) -> int:
             tqdm(total=total, unit="sample", file=sys.stderr, disable=None) as progress,
         ):
             summary = score_file(lines, out, scorer, progress)
-    except (OSError, UnicodeDecodeError, VerifierLoadError, ClientError) as exc:
+    except (OSError, UnicodeDecodeError, VerifierLoadError, EndpointError) as exc:
         return _fail(str(exc), 1)
     print(summary.render(time.perf_counter() - started), file=sys.stderr)
     return 0

@@ -13,23 +13,27 @@ dataset columns TRL passes as keyword lists: the first of ``answer``, ``solution
 ``{"correct": true}`` or ``{"cot_language": "fr"}``) and ``id`` when present.
 A sample that is not applicable, faulted or malformed gets None (TRL 1.16 turns it into NaN, leaves
 it out of the weighted sum, and gives a completion that no reward function could score no
-advantage), and the fault rate and verdicts go to TRL's ``log_metric``
-and ``log_extra`` hooks, so a fault is counted, never a silent 0.
+advantage). Per batch, ``<name>/fault_rate`` and ``<name>/not_applicable_rate`` go to TRL's
+``log_metric`` hook and the verdicts to ``log_extra``, so a fault is counted, never a silent 0.
 
-verl (``custom_reward_function.path`` pointing at a file with
+verl 0.9.1 (``reward.custom_reward_function.path`` pointing at a file with
 ``from rewards.adapters import compute_score``; ``reward_kwargs`` are passed through)::
 
-    custom_reward_function:
-      path: my_reward.py           # contains: from rewards.adapters import compute_score
-      name: compute_score
-      reward_kwargs: {task: math}  # or {verifier: math}; else extra_info.task, else data_source;
-                                   # {routing: routing.yaml} for your own routing
+    reward:
+      custom_reward_function:
+        path: my_reward.py           # contains: from rewards.adapters import compute_score
+        name: compute_score
+        reward_kwargs: {task: math}  # or {verifier: math}; else extra_info.task, else data_source;
+                                     # {routing: routing.yaml} for your own routing
 
 `compute_score` returns the dict verl's reward managers accept: ``score`` (the reward) plus
-extra keys verl logs per sample: ``acc`` (1.0 when CORRECT; verl's validation reports it),
-``verdict`` and ``fault`` (1.0 for TIMEOUT/ERROR, malformed ground truth included). verl's reward
-tensor needs a number, so a sample without a reward scores ``fault_score`` (default 0.0, set it in
-``reward_kwargs``) and is flagged by ``fault`` and ``verdict``, which verl keeps per sample.
+extra keys verl keeps per sample: ``acc`` (1.0 when CORRECT; verl's validation reports it),
+``verdict``, ``fault`` (1.0 for TIMEOUT/ERROR, malformed ground truth included) and ``masked``
+(1.0 for NOT_APPLICABLE: no reward exists, e.g. an unparseable gold answer). verl's reward tensor
+needs a number, so a sample without a reward still scores ``fault_score`` (default 0.0, set it in
+``reward_kwargs``); ``fault`` and ``masked`` tell it apart from a wrong answer, and
+`verl_reward_metrics` turns a batch's extra keys into counts to log. Dataset values arrive as
+numpy scalars and arrays as often as Python ones; both are accepted (see `plain`).
 """
 
 from __future__ import annotations
@@ -37,14 +41,15 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rewards.compose import ScoredSample, score_sample
 from rewards.registry import default_registry
 from rewards.routing import DEFAULT_ROUTING, RoutingConfig
-from rewards.types import Sample, SampleError, Verdict
+from rewards.types import Sample, SampleError, Verdict, reference_text
 
 _log = logging.getLogger(__name__)
 
@@ -82,12 +87,23 @@ def _prompt_text(prompt: Any) -> str | None:
     return None
 
 
-def _reference_text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+def plain(value: Any) -> Any:
+    """Numpy (or torch) scalars and arrays as the Python values they hold, inside dicts and lists too.
+
+    verl hands dataset fields over inside numpy object arrays and users build TRL columns with
+    pandas, so a gold of ``numpy.int64`` or a tests list stored as an array is as common as a
+    Python one; the verifiers read Python values. Anything with ``tolist()`` that is not already a
+    Python scalar is converted; strings (``numpy.str_`` included) become ``str``.
+    """
+    if isinstance(value, str):
         return str(value)
-    raise SampleError("answer", f"expected a string or a number, got {type(value).__name__}")
+    if isinstance(value, Mapping):
+        return {plain(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if not isinstance(value, (bool, int, float)) and callable(getattr(value, "tolist", None)):
+        return plain(value.tolist())
+    return value
 
 
 class TRLRewardFunc:
@@ -112,14 +128,14 @@ class TRLRewardFunc:
             return columns[name][i] if name in columns else None
 
         answer = next((column(c) for c in ANSWER_COLUMNS if column(c) is not None), None)
-        language, metadata = column("language"), column("metadata")
+        language, metadata = plain(column("language")), plain(column("metadata"))
         return Sample(
-            id=str(column("id")) if column("id") is not None else f"trl-{i}",
+            id=str(plain(column("id"))) if column("id") is not None else f"trl-{i}",
             task=self.task or "trl",
             completion=completion_text(completion),
             prompt=_prompt_text(prompt),
-            answer=_reference_text(answer),
-            tests=column("tests"),
+            answer=reference_text(answer),
+            tests=plain(column("tests")),
             language=language if isinstance(language, str) else None,
             metadata=metadata if isinstance(metadata, dict) else {},
         )
@@ -138,7 +154,9 @@ class TRLRewardFunc:
             results = list(pool.map(lambda job: self._score(*job, columns), jobs))
         if callable(kwargs.get("log_metric")) and results:
             faults = sum(1 for r in results if r.verdict.is_fault or r.is_input_error)
+            not_applicable = sum(1 for r in results if r.verdict is Verdict.NOT_APPLICABLE)
             kwargs["log_metric"](f"{self.__name__}/fault_rate", faults / len(results))
+            kwargs["log_metric"](f"{self.__name__}/not_applicable_rate", not_applicable / len(results))
         if callable(kwargs.get("log_extra")):
             kwargs["log_extra"](f"{self.__name__}_verdict", [r.verdict.value for r in results])
         return [r.reward for r in results]
@@ -173,8 +191,8 @@ def _routing(path: str | None) -> RoutingConfig:
     return RoutingConfig.load_or_default(path)
 
 
-def _verl_task(data_source: str, extra_info: dict[str, Any] | None, routing: RoutingConfig) -> str:
-    if isinstance(extra_info, dict) and isinstance(extra_info.get("task"), str):
+def _verl_task(data_source: str, extra_info: dict[str, Any], routing: RoutingConfig) -> str:
+    if isinstance(extra_info.get("task"), str):
         return extra_info["task"]
     if data_source in routing.tasks:
         return data_source
@@ -186,19 +204,21 @@ def _verl_task(data_source: str, extra_info: dict[str, Any] | None, routing: Rou
 
 
 def _verl_sample(
-    task: str, solution_str: str, ground_truth: Any, extra_info: dict[str, Any] | None, wants_tests: bool
+    task: str, solution_str: str, ground_truth: Any, extra_info: dict[str, Any], wants_tests: bool
 ) -> Sample:
-    if wants_tests and isinstance(ground_truth, str):
-        try:
-            ground_truth = json.loads(ground_truth)
-        except json.JSONDecodeError as exc:
-            raise SampleError("ground_truth", f"tests are not valid JSON: {exc.msg}") from exc
-    index = extra_info.get("index") if isinstance(extra_info, dict) else None
+    if wants_tests:
+        ground_truth = plain(ground_truth)
+        if isinstance(ground_truth, str):
+            try:
+                ground_truth = json.loads(ground_truth)
+            except json.JSONDecodeError as exc:
+                raise SampleError("ground_truth", f"tests are not valid JSON: {exc.msg}") from exc
+    index = extra_info.get("index")
     return Sample(
         id="verl" if index is None else str(index),
         task=task,
-        completion=solution_str,
-        answer=None if wants_tests else _reference_text(ground_truth),
+        completion=str(solution_str),
+        answer=None if wants_tests else reference_text(ground_truth, "ground_truth"),
         tests=ground_truth if wants_tests else None,
     )
 
@@ -215,17 +235,20 @@ def compute_score(
     fault_score: float = 0.0,
     **_: Any,
 ) -> dict[str, Any]:
-    """verl's ``compute_score``: the reward as ``score`` plus ``acc``, ``verdict`` and ``fault``.
+    """verl's ``compute_score``: the reward as ``score`` plus ``acc``, ``verdict``, ``fault`` and ``masked``.
 
     ``verifier`` scores with one verifier; otherwise the task is ``task``, else
     ``extra_info["task"]``, else the data source itself, routed by the ``routing`` YAML (default:
     the built-in routing). The ground truth is the answer, or the tests (a JSON string is
     decoded) when a verifier needs tests. A configuration mistake (no task, unknown verifier)
-    raises; a malformed ground truth is one sample's fault, logged and flagged by ``fault``.
+    raises; a malformed ground truth is one sample's fault, logged and flagged by ``fault``; a
+    sample no verifier applies to is flagged by ``masked``. Both score ``fault_score``.
     Unknown keyword arguments from newer verl versions are accepted and ignored.
     """
     config = _routing(routing)
     registry = default_registry()
+    data_source = plain(data_source)
+    extra_info = plain(extra_info) if isinstance(extra_info, Mapping) else {}
     if verifier is not None:
         names, routed = [verifier], task or data_source
     else:
@@ -245,4 +268,27 @@ def compute_score(
         "acc": 1.0 if result.verdict is Verdict.CORRECT else 0.0,
         "verdict": result.verdict.value,
         "fault": 1.0 if result.verdict.is_fault else 0.0,
+        "masked": 1.0 if result.verdict is Verdict.NOT_APPLICABLE else 0.0,
     }
+
+
+def verl_reward_metrics(reward_extra_info: Mapping[str, Sequence[Any]], prefix: str = "arbiter") -> dict[str, float]:
+    """Per-batch counts from the extra keys verl collected from `compute_score` (the reward manager's
+    ``reward_extra_info``, lists or numpy arrays), ready for verl's metrics dict::
+
+        metrics.update(verl_reward_metrics(reward_extra_infos_dict))
+
+    ``{prefix}/samples``, ``{prefix}/fault`` and ``{prefix}/masked`` (counts), their ``_rate``s,
+    and ``{prefix}/verdict/<verdict>`` per verdict seen.
+    """
+    verdicts = Counter(str(v) for v in plain(reward_extra_info.get("verdict", [])))
+    samples = sum(verdicts.values())
+    faults = sum(plain(reward_extra_info.get("fault", [])))
+    masked = sum(plain(reward_extra_info.get("masked", [])))
+    metrics = {f"{prefix}/samples": float(samples), f"{prefix}/fault": float(faults),
+               f"{prefix}/masked": float(masked)}
+    if samples:
+        metrics[f"{prefix}/fault_rate"] = faults / samples
+        metrics[f"{prefix}/masked_rate"] = masked / samples
+    metrics.update({f"{prefix}/verdict/{verdict}": float(n) for verdict, n in sorted(verdicts.items())})
+    return metrics

@@ -32,6 +32,7 @@ class ScoredSample:
     verdict: Verdict
     components: dict[str, VerifierResult] = field(default_factory=dict)
     elapsed_ms: float = 0.0
+    """From the start of the sample's scoring to its result, in the process that scored it."""
     detail: str = ""
     error_field: str | None = None
 

@@ -8,6 +8,7 @@ is counted and reported instead of silently becoming a zero reward.
 from __future__ import annotations
 
 import enum
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,7 +124,7 @@ class Sample:
         for name in ("task", "completion"):
             if not isinstance(raw[name], str):
                 raise SampleError(name, "must be a string")
-        for name in ("prompt", "answer", "language"):
+        for name in ("prompt", "language"):
             if raw.get(name) is not None and not isinstance(raw[name], str):
                 raise SampleError(name, "must be a string")
         for name in ("limits", "metadata"):
@@ -134,12 +135,25 @@ class Sample:
             task=raw["task"],
             completion=raw["completion"],
             prompt=raw.get("prompt"),
-            answer=raw.get("answer"),
+            answer=reference_text(raw.get("answer")),
             tests=raw.get("tests"),
             language=raw.get("language"),
             limits=raw.get("limits"),
             metadata=raw.get("metadata") or {},
         )
+
+
+def reference_text(value: Any, field_name: str = "answer") -> str | None:
+    """A reference answer as the verifiers read it: a string as it is, a number (Python's or numpy's)
+    as its text (a number that keeps the text it was written with, as `arbiter score` reads JSON,
+    prints as written); None stays None. Booleans and containers are a SampleError naming `field_name`."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return str(value)  # a str subclass (numpy.str_) as a plain str
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return str(value)  # numpy's integer and floating scalars are numbers.Real too
+    raise SampleError(field_name, f"expected a string or a number, got {type(value).__name__}")
 
 
 _SAMPLE_FIELDS = {"id", "task", "prompt", "completion", "answer", "tests", "language", "limits", "metadata"}

@@ -68,7 +68,11 @@ class DockerBackend:
     name = "docker"
 
     def __init__(self, config: DockerConfig | None = None) -> None:
-        import docker
+        try:
+            import docker
+        except ModuleNotFoundError as exc:
+            raise SandboxUnavailable("the Docker backend needs the docker package: pip install 'arbiter[docker]'") \
+                from exc
 
         self.config = config or DockerConfig()
         try:

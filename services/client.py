@@ -69,6 +69,15 @@ class _RpcFailure(Exception):
 
 
 @dataclass
+class _Components:
+    """What one endpoint answered for one sample: its verifiers' results and the server-measured
+    scoring times (ms) of the replies they came in."""
+
+    results: dict[str, VerifierResult]
+    scoring_ms: list[float]
+
+
+@dataclass
 class _Item:
     request: verifier_pb2.ScoreRequest
     future: asyncio.Future[verifier_pb2.ScoreResult] = field(repr=False)
@@ -247,6 +256,10 @@ class VerifierClient:
                 task.cancel()
 
     async def score_one(self, sample: Sample) -> ScoredSample:
+        """One sample's result. Its `elapsed_ms` is the sample's own scoring time as the server measured
+        it (the longest of its endpoints' replies), like in-process scoring; waiting to be batched, for a
+        call slot or for the network is not in it. A sample no server answered counts the time the
+        client spent on it."""
         start = time.perf_counter()
         try:
             route = self.routing.route(sample.task)
@@ -259,10 +272,12 @@ class VerifierClient:
         replies = await asyncio.gather(*(self._components(self._endpoint(address), message, names)
                                          for address, names in by_endpoint.items()))
         results: dict[str, VerifierResult] = {}
+        scoring_ms: list[float] = []
         for reply in replies:
             if isinstance(reply, SampleError):
                 return ScoredSample.input_error(sample.id, reply, (time.perf_counter() - start) * 1000)
-            results.update(reply)
+            results.update(reply.results)
+            scoring_ms.extend(reply.scoring_ms)
         components: list[tuple[str, float, VerifierResult]] = []
         for wv in route:
             result = results[wv.verifier]
@@ -274,36 +289,39 @@ class VerifierClient:
                     result = VerifierResult.not_applicable(f"masked {result.verdict.value}: {result.detail}")
             components.append((wv.verifier, wv.weight, result))
         reward, verdict, detail = compose(components)
-        return ScoredSample(sample.id, reward, verdict, {n: r for n, _, r in components},
-                            (time.perf_counter() - start) * 1000, detail)
+        elapsed_ms = max(scoring_ms) if scoring_ms else (time.perf_counter() - start) * 1000
+        return ScoredSample(sample.id, reward, verdict, {n: r for n, _, r in components}, elapsed_ms, detail)
 
     async def _components(self, endpoint: _Endpoint, message: verifier_pb2.Sample, verifiers: list[str]
-                          ) -> dict[str, VerifierResult] | SampleError:
+                          ) -> _Components | SampleError:
         """The results of verifiers served at one endpoint, from one request; a result that faulted is
         re-scored alone while its policy says RETRY."""
 
-        async def alone(name: str) -> VerifierResult:
-            return convert.component_of(await self._ask(endpoint, message, [name]), name)
+        async def alone(name: str) -> tuple[VerifierResult, float]:
+            reply = await self._ask(endpoint, message, [name])
+            return convert.component_of(reply, name), reply.elapsed_ms
 
         results: dict[str, VerifierResult] = {}
+        scoring_ms: dict[str, float] = {}  # per verifier, the server's time of the reply its result came in
         try:
             reply = await self._ask(endpoint, message, verifiers)
             for name in verifiers:
                 # Missing from a shared reply: the job faulted on another verifier; this one is asked alone.
                 shared_fault = len(verifiers) > 1 and not any(c.verifier == name for c in reply.components)
-                result = await alone(name) if shared_fault else convert.component_of(reply, name)
+                result, ms = await alone(name) if shared_fault else (convert.component_of(reply, name),
+                                                                      reply.elapsed_ms)
                 tries = self.config.retries if self.policy(name) is FaultPolicy.RETRY else 0
                 while result.verdict.is_fault and tries > 0:
                     tries -= 1
-                    result = await alone(name)
-                results[name] = result
+                    result, ms = await alone(name)
+                results[name], scoring_ms[name] = result, ms
         except SampleError as exc:
             return exc
         except _RpcFailure as exc:  # already retried by the batcher where that could help
             error = VerifierResult.error(f"{endpoint.address}: {exc.code.name} after {exc.attempts} attempt(s): "
                                          f"{exc.details}")
-            return {name: results.get(name, error) for name in verifiers}
-        return results
+            return _Components({name: results.get(name, error) for name in verifiers}, list(scoring_ms.values()))
+        return _Components(results, list(scoring_ms.values()))
 
     @staticmethod
     async def _ask(endpoint: _Endpoint, message: verifier_pb2.Sample, verifiers: list[str]

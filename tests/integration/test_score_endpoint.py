@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,20 @@ def test_endpoint_input_errors_are_records_naming_line_and_field(math_server, tm
     assert [r["id"] for r in lines] == ["a", "b", "c"]
     assert lines[1]["error"]["field"] == "task"
     assert (lines[2]["line"], lines[2]["error"]["field"]) == (3, "task")
+
+
+def test_endpoint_latency_is_each_samples_own_scoring_time(math_server, tmp_path, capsys):
+    out = tmp_path / "remote.jsonl"
+    started = time.perf_counter()
+    assert main(["score", "--input", str(EXAMPLES), "--output", str(out), "--endpoint", math_server.address]) == 0
+    wall_ms = (time.perf_counter() - started) * 1000
+    latencies = [json.loads(line)["elapsed_ms"] for line in out.read_text().splitlines()]
+    assert len(latencies) == 36 and all(ms > 0 for ms in latencies)
+    # The server's 2 worker processes score one sample at a time each, so the samples' own scoring
+    # intervals fit twice into the run. Counted from the moment the batch was formed (as before),
+    # each of the 36 samples would carry about the whole batch's time, and the sum about 36 runs.
+    assert sum(latencies) <= 2 * wall_ms
+    assert "from the start of its scoring to its result" in capsys.readouterr().err
 
 
 def test_unreachable_endpoint_gives_every_sample_an_explicit_error(tmp_path):

@@ -7,12 +7,13 @@ import math
 import pickle
 from collections import defaultdict
 from pathlib import Path
-from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
-from rewards.adapters import completion_text, compute_score, trl_reward_func
+from rewards.adapters import completion_text, compute_score, plain, trl_reward_func, verl_reward_metrics
 from rewards.types import SampleError
+from tests.peers.trl_rewards import calculate_rewards
 
 GOOD = "<think>\nadd the numbers\n</think>\n<answer>\n\\boxed{5}\n</answer>"
 BAD = "The answer is 5."
@@ -21,32 +22,8 @@ CHINESE = "<think>\n我们先计算这个和，然后再检查一遍。\n</think
 
 @pytest.fixture(scope="module")
 def grpo_calculate_rewards():
-    """TRL 1.16's own GRPOTrainer._calculate_rewards, run on the attributes it reads (no model needed)."""
-    from accelerate import PartialState
-    from transformers import TrainerState
-    from trl.trainer.grpo_trainer import GRPOTrainer
-    from trl.trainer.utils import get_callable_name
-
-    PartialState()  # accelerate's single-process state, which `gather` consults
-
-    def calculate(reward_funcs, inputs, prompts, completions):
-        logged = SimpleNamespace(metrics=defaultdict(list), extra=defaultdict(list))
-        trainer = SimpleNamespace(
-            accelerator=SimpleNamespace(device="cpu", is_main_process=True),
-            args=SimpleNamespace(report_to=[]),
-            state=TrainerState(),
-            reward_funcs=reward_funcs,
-            reward_processing_classes=[None] * len(reward_funcs),
-            reward_func_names=[get_callable_name(f) for f in reward_funcs],
-            environments=None,
-            _log_completion_extra=lambda column, values: logged.extra[column].extend(values),
-            _log_metric=lambda name, value: logged.metrics[name].append(value),
-        )
-        completion_ids = [[0] * len(completion_text(c)) for c in completions]
-        rewards = GRPOTrainer._calculate_rewards(trainer, inputs, prompts, completions, completion_ids)
-        return rewards.tolist(), trainer.reward_func_names, logged
-
-    return calculate
+    """TRL 1.16's own GRPOTrainer._calculate_rewards (see tests/peers/trl_rewards.py)."""
+    return calculate_rewards
 
 
 def _conversation(text: str) -> list[dict[str, str]]:
@@ -73,6 +50,27 @@ def test_trl_math_reward_reads_the_solution_column(grpo_calculate_rewards) -> No
     assert [row[0] for row in rewards] == [1.0, 0.0]
     assert logged.extra["arbiter_math_verdict"] == ["correct", "incorrect"]
     assert logged.metrics["arbiter_math/fault_rate"] == [0.0]
+    assert logged.metrics["arbiter_math/not_applicable_rate"] == [0.0]
+
+
+def test_trl_logs_the_not_applicable_rate_beside_the_fault_rate(grpo_calculate_rewards) -> None:
+    prompts = ["p"] * 4
+    inputs = [{"prompt": "p", "language": "en"}] * 4
+    completions = [GOOD, BAD, BAD, "<answer>x</answer>"]  # no <think>: the language check does not apply
+    rewards, _, logged = grpo_calculate_rewards([trl_reward_func("language")], inputs, prompts, completions)
+    assert rewards[0] == [1.0] and all(math.isnan(row[0]) for row in rewards[1:])
+    assert logged.metrics["arbiter_language/not_applicable_rate"] == [0.75]
+    assert logged.metrics["arbiter_language/fault_rate"] == [0.0]
+    assert logged.extra["arbiter_language_verdict"] == ["correct"] + ["not_applicable"] * 3
+
+
+def test_trl_columns_of_numpy_values_score_like_python_ones() -> None:
+    func = trl_reward_func("math")
+    rewards = func(prompts=["p"] * 3, completions=[GOOD] * 3,
+                   answer=[np.int64(5), np.str_("5"), np.float64(5.0)], id=list(np.arange(3)))
+    assert rewards == [1.0, 1.0, 1.0]
+    cosine = trl_reward_func("cosine_length")
+    assert cosine(prompts=["p"], completions=[""], metadata=[{"correct": np.bool_(True)}]) == [1.0]
 
 
 def test_trl_task_reward_is_the_routed_weighted_sum(grpo_calculate_rewards) -> None:
@@ -91,7 +89,7 @@ def test_trl_malformed_reference_is_none_and_counted_as_a_fault() -> None:
         log_metric=lambda name, value: metrics.__setitem__(name, value),
     )
     assert rewards == [1.0, None]
-    assert metrics == {"arbiter_format/fault_rate": 0.5}
+    assert metrics == {"arbiter_format/fault_rate": 0.5, "arbiter_format/not_applicable_rate": 0.0}
 
 
 def test_trl_metadata_column_reaches_the_verifier() -> None:
@@ -164,7 +162,8 @@ def test_verl_compute_score_through_naive_reward_manager(tmp_path: Path) -> None
     ]
     rewards, extra = _naive_reward_manager(fn, items)
     assert rewards == [1.0, 0.0]
-    assert extra == {"score": [1.0, 0.0], "acc": [1.0, 0.0], "verdict": ["correct", "incorrect"], "fault": [0.0, 0.0]}
+    assert extra == {"score": [1.0, 0.0], "acc": [1.0, 0.0], "verdict": ["correct", "incorrect"], "fault": [0.0, 0.0],
+                     "masked": [0.0, 0.0]}
 
 
 def test_verl_task_comes_from_extra_info_or_data_source(tmp_path: Path) -> None:
@@ -201,3 +200,44 @@ def test_verl_routing_file_is_honoured(tmp_path: Path) -> None:
     routing.write_text("tasks:\n  quiz: {tag_count: 1.0}\n")
     result = compute_score("quiz", "<think>x</think>", "", routing=str(routing))
     assert result["score"] == 0.5
+
+
+def test_verl_not_applicable_sample_is_masked_and_still_scores_a_number(tmp_path: Path) -> None:
+    fn = _load_like_verl(tmp_path, {"task": "math", "fault_score": -1.0})
+    items = [
+        {"data_source": "x", "response": GOOD, "reward_model": {"ground_truth": "5"}},
+        {"data_source": "x", "response": GOOD, "reward_model": {"ground_truth": "\\frac{1}{"}},  # unparseable gold
+        {"data_source": "x", "response": GOOD, "reward_model": {"ground_truth": ["5"]}},  # malformed: a fault
+    ]
+    rewards, extra = _naive_reward_manager(fn, items)
+    assert rewards == [2.0, -1.0, -1.0]
+    assert extra["verdict"] == ["correct", "not_applicable", "error"]
+    assert extra["masked"] == [0.0, 1.0, 0.0] and extra["fault"] == [0.0, 0.0, 1.0]
+    assert verl_reward_metrics(extra) == {
+        "arbiter/samples": 3.0, "arbiter/fault": 1.0, "arbiter/masked": 1.0,
+        "arbiter/fault_rate": 1 / 3, "arbiter/masked_rate": 1 / 3,
+        "arbiter/verdict/correct": 1.0, "arbiter/verdict/error": 1.0, "arbiter/verdict/not_applicable": 1.0,
+    }
+
+
+def test_verl_reward_metrics_read_the_numpy_arrays_verl_keeps() -> None:
+    extra = {"verdict": np.array(["correct", "incorrect"]), "fault": np.array([0.0, 0.0]),
+             "masked": np.array([0.0, 0.0])}
+    metrics = verl_reward_metrics(extra, prefix="val")
+    assert metrics["val/samples"] == 2.0 and metrics["val/masked_rate"] == 0.0
+    assert metrics["val/verdict/incorrect"] == 1.0
+    assert verl_reward_metrics({}) == {"arbiter/samples": 0.0, "arbiter/fault": 0.0, "arbiter/masked": 0.0}
+
+
+@pytest.mark.parametrize("gold", [5, np.int64(5), np.int32(5), np.float64(5.0), np.float32(5.0), "5", np.str_("5")])
+def test_verl_numpy_scalars_and_strings_are_accepted_like_python_ones(gold) -> None:
+    result = compute_score(np.str_("math"), GOOD, gold, {"index": np.int64(7), "task": np.str_("math")})
+    assert (result["verdict"], result["acc"], result["fault"]) == ("correct", 1.0, 0.0)
+
+
+def test_plain_turns_numpy_values_into_python_ones() -> None:
+    value = plain({np.str_("tests"): np.array(["assert f(1) == 2"]), "ok": np.bool_(True), "n": [np.int64(3)],
+                   "x": 0.5, "s": "text"})
+    assert value == {"tests": ["assert f(1) == 2"], "ok": True, "n": [3], "x": 0.5, "s": "text"}
+    assert [type(v) for v in value.values()] == [list, bool, list, float, str]
+    assert type(next(iter(value))) is str and type(value["n"][0]) is int

@@ -66,12 +66,13 @@ def test_malformed_lines_get_error_records_naming_line_and_field(tmp_path: Path)
     out = tmp_path / "out.jsonl"
     assert main(["score", "--input", str(src), "--output", str(out)]) == 0
     records = _read(out)
-    assert [r["id"] for r in records] == ["a", None, "b", "c", "a", "d", "e", None, "f"]
+    assert [r["id"] for r in records] == ["a", None, "b", "c", None, "a", "d", "e", None, "f"]
     errors = {r["line"]: r for r in records if r["verdict"] == "error"}
     assert {line: r["error"]["field"] for line, r in errors.items()} == {
         2: "<line>",
         3: "completion",
         4: "completion",
+        5: "<line>",
         6: "id",
         7: "task",
         8: "colour",
@@ -79,6 +80,7 @@ def test_malformed_lines_get_error_records_naming_line_and_field(tmp_path: Path)
     }
     assert all(r["reward"] is None for r in errors.values())
     assert "line 1" in errors[6]["error"]["message"]
+    assert "blank line" in errors[5]["error"]["message"]
     assert "nosuchtask" in errors[7]["error"]["message"]
     assert records[0]["reward"] == 1.0 and records[-1]["reward"] == 0.0
 
@@ -194,3 +196,38 @@ def test_default_routing_scores_math_examples_with_math_and_format(tmp_path: Pat
     assert records["m06"]["verdict"] == "incorrect" and records["m06"]["reward"] == 1.0  # wrong, well-formed
     assert records["m08"]["components"]["format"]["score"] == 0.0  # right answer, no template
     assert records["m17"]["components"]["math"]["verdict"] == "not_applicable"  # unparseable gold
+
+
+def test_blank_lines_each_get_an_error_record(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "a", "task": "format", "completion": GOOD}) + "\n\n   \n"
+                   + json.dumps({"id": "b", "task": "format", "completion": GOOD}) + "\n\n")
+    out = tmp_path / "out.jsonl"
+    assert main(["score", "--input", str(src), "--output", str(out)]) == 0
+    records = _read(out)
+    assert len(records) == len(src.read_text().splitlines()) == 5
+    assert [(r["id"], r.get("line")) for r in records] == [("a", None), (None, 2), (None, 3), ("b", None), (None, 5)]
+    assert all(r["error"]["field"] == "<line>" for r in records if r["id"] is None)
+
+
+def test_numeric_answers_are_read_as_written(tmp_path: Path) -> None:
+    lines = ['{"id": "int", "task": "math", "completion": "<answer>4</answer>", "answer": 4}',
+             '{"id": "frac", "task": "math", "completion": "<answer>0.50</answer>", "answer": 0.50}',
+             '{"id": "neg", "task": "math", "completion": "<answer>-2.5</answer>", "answer": -2.5}',
+             '{"id": "bool", "task": "math", "completion": "<answer>4</answer>", "answer": true}']
+    src = _write(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "out.jsonl"
+    assert main(["score", "--input", str(src), "--output", str(out), "--verifier", "math"]) == 0
+    records = {r["id"]: r for r in _read(out)}
+    assert [records[i]["verdict"] for i in ("int", "frac", "neg")] == ["correct"] * 3
+    assert records["bool"]["error"] == {"field": "answer", "message": "expected a string or a number, got bool"}
+
+
+@pytest.mark.parametrize("literal", ["4", "-7", "0.50", "1e3", "2.5E-4", "123456789012345678901234567890"])
+def test_numbers_keep_their_written_text_and_their_value(literal: str) -> None:
+    from arbiter.score import _parse_lines
+
+    line = f'{{"id": "a", "task": "t", "completion": "c", "answer": {literal}, "limits": {{"t": 1.5}}}}'
+    (parsed,) = _parse_lines([line])
+    assert parsed.sample.answer == literal
+    assert parsed.sample.limits == {"t": 1.5} and json.dumps(parsed.sample.limits) == '{"t": 1.5}'
