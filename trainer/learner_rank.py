@@ -117,7 +117,8 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device("cpu")
 
 
-def init_process_group(device: torch.device, rank: int = 0, world_size: int = 1, init_method: str | None = None) -> None:
+def init_process_group(device: torch.device, rank: int = 0, world_size: int = 1,
+                       init_method: str | None = None) -> None:
     """Join the learner group's torch.distributed group: NCCL on CUDA, gloo on CPU. Without
     `init_method`, a group of this one process (a file store in a fresh temporary directory)."""
     if init_method is None:
@@ -169,7 +170,7 @@ class LearnerRank:
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         model.load_state_dict(weights)
         if trainable and self.learner.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.to(self.device)
         model.train(trainable)
         model.requires_grad_(trainable)

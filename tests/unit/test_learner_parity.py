@@ -157,7 +157,7 @@ def test_sharded_checkpoint_restores_policy_and_optimizer(tiny, tmp_path) -> Non
     model, ref, tok = tiny
     rows, advantages = make_rows(tok, model)
     cfg = GRPOConfig(loss_type="dapo")
-    first, _, rank = rank_step(model, ref, tok, rows, advantages, cfg, LearnerConfig())
+    _, _, rank = rank_step(model, ref, tok, rows, advantages, cfg, LearnerConfig())
     rank.save(tmp_path / "dcp")
     restored = LearnerRank(model.config, model.state_dict(), None, cfg, LearnerConfig(), tok.pad_token_id)
     restored.load(tmp_path / "dcp")
