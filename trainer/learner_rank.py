@@ -172,6 +172,7 @@ class LearnerRank:
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         model.load_state_dict(weights)
         if trainable and self.learner.gradient_checkpointing:
+            model.config.use_cache = False  # a KV cache is for generation; recomputation would discard it
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.to(self.device)
         model.train(trainable)

@@ -112,7 +112,11 @@ def test_two_learner_ranks_in_micro_batches_match_one_at_step_0_and_learn(ray_cl
     one = run_train({**verifiers, "grpo.steps": 1}, tmp_path / "one")  # step 0 does not depend on grpo.steps
     two = run_train({**SHORT, **verifiers, "learner.ranks": 2, "learner.micro_batch_tokens": 256,
                      "learner.num_cpus_per_rank": 0.5}, tmp_path / "two")
-    assert two[0]["loss"] == pytest.approx(one[0]["loss"], rel=1e-5)
+    print(f"step 0 loss, grad_norm: one rank {one[0]['loss']!r}, {one[0]['grad_norm']!r}; "
+          f"two ranks {two[0]['loss']!r}, {two[0]['grad_norm']!r}")
+    # On-policy with equal-length completions the step-0 loss is 0 up to float rounding (~1e-8), so
+    # it gets an absolute tolerance too; grad_norm is far from 0.
+    assert two[0]["loss"] == pytest.approx(one[0]["loss"], rel=1e-5, abs=1e-7)
     assert two[0]["grad_norm"] == pytest.approx(one[0]["grad_norm"], rel=1e-5)
     assert rise(two) > 0.25, [round(r["accuracy_mean"], 2) for r in two]
 
