@@ -1,7 +1,7 @@
 """The learner at scale on this machine: peak memory against batch size with micro-batches, and the
 cost of publishing weights to the rollouts against parameter count.
 
-    .venv/bin/python bench/bench_learner.py [--memory] [--publish] [--micro-batch-tokens 2048]
+    .venv/bin/python bench/bench_learner.py [--memory] [--publish] [--step] [--micro-batch-tokens 2048]
 
 --memory   one learner step (one FSDP2 rank, the tiny default model, the default step's shape:
            25 prompts x 16 completions of 16 tokens) on 1x, 4x and 8x the default batch, each in a
@@ -10,7 +10,10 @@ cost of publishing weights to the rollouts against parameter count.
 --publish  the full state dict gathered once (get_model_state_dict, full_state_dict + cpu_offload)
            and put in Ray's object store, as every update does, for Qwen2-shaped models of about
            0.1M, 10M and 100M parameters; against the baseline of a plain module's state_dict() copy.
-With neither flag, both.
+--step     the default step's update (forward, loss, backward, clip, AdamW) by the learner rank
+           (FSDP2 at world size 1, as `./scripts/run` trains) against the plain module doing the same
+           in one pass (the learner before the learner group), alternated in one process.
+With no flag, all three.
 """
 
 from __future__ import annotations
@@ -149,20 +152,71 @@ def bench_publish(repeats: int) -> None:
               f"{params * 4 / 1e6 / gathered:>7.0f}")
 
 
+def bench_step(repeats: int) -> None:
+    import torch
+
+    from trainer.config import GRPOConfig, LearnerConfig, TinyModelConfig
+    from trainer.learner_rank import LearnerRank, init_process_group
+    from trainer.loss import grpo_loss
+    from trainer.policy import Batch, completion_logps, pad_completions, pad_prompts
+    from trainer.tiny import build_model, build_tokenizer
+
+    torch.set_num_threads(1)
+    init_process_group(torch.device("cpu"))
+    tok = build_tokenizer()
+    model = build_model(TinyModelConfig(), tok, seed=0)
+    cfg = GRPOConfig()
+    rank = LearnerRank(model.config, model.state_dict(), None, cfg, LearnerConfig(device="cpu"), tok.pad_token_id)
+    rows = _default_step_rows(tok, 1)
+    advantages = [float(i % 3 - 1) for i in range(len(rows))]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
+
+    def plain() -> None:
+        prompt_ids, prompt_mask = pad_prompts([list(r.prompt_ids) for r in rows], tok.pad_token_id)
+        completion_ids, completion_mask = pad_completions([list(r.completion_ids) for r in rows], tok.pad_token_id)
+        batch = Batch(prompt_ids, prompt_mask, completion_ids, completion_mask)
+        old = torch.tensor([list(r.old_logps) for r in rows])
+        loss = grpo_loss(completion_logps(model, batch), old, None, torch.tensor(advantages), completion_mask,
+                         loss_type=cfg.loss_type, beta=0.0, epsilon_low=cfg.epsilon_low,
+                         epsilon_high=cfg.epsilon_high, max_completion_length=cfg.max_completion_tokens)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+
+    def sharded() -> None:
+        rank.prepare(rows)
+        rank.update(advantages, [True] * len(rows), cfg.learning_rate)
+
+    times: dict[str, list[float]] = {"plain": [], "rank": []}
+    for i in range(repeats + 1):
+        for name, step in (("plain", plain), ("rank", sharded)):
+            start = time.perf_counter()
+            step()
+            if i:  # the first of each allocates the optimizer state
+                times[name].append(time.perf_counter() - start)
+    p, r = statistics.median(times["plain"]), statistics.median(times["rank"])
+    print(f"default step's update ({len(rows)} rows), median of {repeats}: plain module {p:.3f} s, "
+          f"learner rank (FSDP2, world size 1) {r:.3f} s, ratio {r / p:.2f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--publish", action="store_true")
+    parser.add_argument("--step", action="store_true")
     parser.add_argument("--micro-batch-tokens", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    both = not (args.memory or args.publish)
-    if args.memory or both:
+    every = not (args.memory or args.publish or args.step)
+    if args.memory or every:
         bench_memory(args.micro_batch_tokens)
-    if args.publish or both:
+    if args.publish or every:
         bench_publish(args.repeats)
+    if args.step or every:
+        bench_step(4 * args.repeats)
     return 0
 
 
