@@ -41,12 +41,12 @@ from typing import Any
 
 import sympy
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, StringExtractionConfig, parse, verify
-from sympy import Basic, Expr, Float, Interval, MatrixBase, Set, Tuple
+from sympy import Basic, Expr, Float, Interval, MatrixBase, Tuple
 from sympy import FiniteSet as SympyFiniteSet
 
 from rewards.math.numbers import exact_numbers_equal, shown_rounding, squeeze
 from rewards.math.reading import is_hedged, read, rewrite_constants, text_answer_matches, unlabel
-from rewards.math.sets import relation_sets, sets_equal
+from rewards.math.sets import relation_sets, sets_equal, stated_as_set
 
 # Math-Verify warns once per process that its timeouts are off; the pool or the bounded worker's
 # supervisor enforces them.
@@ -79,6 +79,9 @@ class CompareOptions:
     targets: tuple[str, ...] | None = None
     """None: the texts are extracted answers (answer mode). Otherwise raw texts parsed
     with these Math-Verify extraction targets and its default any_match mode."""
+    plain: bool = False
+    """Plain Math-Verify, `verify(parse(gold), parse(answer))` with its defaults and none of the
+    rules here: the independent second opinion of an audit."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,12 @@ class Judgement:
 
 def judge(gold_text: str, answer_text: str, options: CompareOptions) -> Judgement:
     """Compare one gold text with one answer text."""
+    if options.plain:
+        # Bare LaTeX is boxed first, or Math-Verify's extraction (which looks for $…$ or \boxed{}) finds nothing
+        gold = parse(as_latex_input(gold_text), parsing_timeout=None)
+        answer = parse(as_latex_input(answer_text), parsing_timeout=None)
+        outcome = CORRECT if verify(gold, answer, timeout_seconds=None) else INCORRECT
+        return Judgement(outcome, gold_text[:120], answer_text[:120])
     if options.targets is not None:
         return _judge_parsed(rewrite_constants(gold_text), rewrite_constants(answer_text), options)
     gold, answer = read(gold_text, gold=True), read(answer_text)
@@ -131,9 +140,9 @@ def _judge_parsed(
 
         gold_set = relation_sets(gold, gold_text, part)
         answer_set = relation_sets(answer, answer_text, part) if gold_set is not None else None
-        stated_as_sets = gold and answer and isinstance(gold[0], Set) and isinstance(answer[0], Set)
-        # Two sets as parsed are Math-Verify's to compare (it rounds decimals endpoints); a relation is ours
-        if gold_set is not None and answer_set is not None and not stated_as_sets:
+        # Two sets as written are Math-Verify's to compare (it rounds decimal endpoints); a relation is ours
+        as_written = stated_as_set(gold) and stated_as_set(answer)
+        if gold_set is not None and answer_set is not None and not as_written:
             outcome = CORRECT if sets_equal(gold_set, answer_set) else INCORRECT
             return Judgement(outcome, gold_text[:120], answer_text[:120])
     # The texts say it as well as their parsed forms would; printing sympy objects costs ~0.15 ms.

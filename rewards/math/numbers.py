@@ -2,7 +2,8 @@
 
 Most R1 answers to most math sets are integers, decimals or fractions. Two such texts are
 compared exactly, with Python's `fractions.Fraction`, in microseconds: equal values are
-CORRECT, and two exact (decimal-point-free) values that differ are INCORRECT. A decimal
+CORRECT, and two exact (decimal-point-free) values that differ are INCORRECT. A percent may
+mean either reading (`28\\%` is 28 or 0.28), as in Math-Verify. A decimal
 that differs from its gold goes on to Math-Verify, whose rounding rule (`float_rounding`
 places) decides, as before. Texts are bounded in length, so Fraction's arithmetic is too.
 """
@@ -20,7 +21,8 @@ _SLASH = re.compile(r"^(?P<num>-?\d+)/(?P<den>\d+)$")
 _FRAC = re.compile(r"^(?P<sign>-?)\\frac\{(?P<num>-?\d+)\}\{(?P<den>\d+)\}$")
 _LIST_COMMA = re.compile(r",\s")
 _DECIMAL_COMMA = re.compile(r"^-?\d+,(?:\d{1,2}|\d{4,})$")
-_SQUEEZE = re.compile(r"\s+|\\[,;:! ]|\\left(?![a-zA-Z])|\\right(?![a-zA-Z])")
+# Spacing goes, except between two digits: `1 2` is not 12 (digit groups are read in rewards.math.reading)
+_SQUEEZE = re.compile(r"(?<!\d)(?:\s|\\[,;:! ])+|(?:\s|\\[,;:! ])+(?!\d)|\\left(?![a-zA-Z])|\\right(?![a-zA-Z])")
 
 
 def squeeze(text: str) -> str:
@@ -41,12 +43,25 @@ def exact_numbers_equal(gold: str, answer: str) -> bool | None:
         answer = answer.replace(",", ".")
     elif "." in answer and _DECIMAL_COMMA.match(gold):
         gold = gold.replace(",", ".")
-    gold_value, answer_value = _value(gold), _value(answer)
-    if gold_value is None or answer_value is None:
+    gold_values, answer_values = _readings(gold), _readings(answer)
+    if not gold_values or not answer_values:
         return None
-    if gold_value == answer_value:
+    if gold_values & answer_values:
         return True
     return False if "." not in gold + answer else None
+
+
+_PERCENT = re.compile(r"\\?%$")
+
+
+def _readings(text: str) -> set[Fraction]:
+    """The values a plain number may mean: `p\\%` is p/100 and, as Math-Verify also accepts, p. A
+    percent of a fraction (`\\frac{25}{2}\\%`) is read here: latex2sympy cannot parse it."""
+    percent = _PERCENT.search(text)
+    value = _value(text[: percent.start()] if percent else text)
+    if value is None:
+        return set()
+    return {value, value / 100} if percent else {value}
 
 
 def _value(text: str) -> Fraction | None:

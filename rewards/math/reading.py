@@ -14,7 +14,7 @@ peers get wrong, each with its reason:
 - Notation latex2sympy misreads: repeating decimals (`0.\\overline{6}`), numbers in a
   base (`31_4`, read as 31 otherwise: different bases must differ), empty-set synonyms,
   plain-text digit groups (`1 000`), upright constants, thin-space thousands separators,
-  a percent of a fraction (`\\frac{25}{2}\\%`).
+  `\\pm` in a list (`x = \\frac{-1 \\pm \\sqrt{13}}{4}` is two items).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ _SPACE_GROUPED = re.compile(r"^-?\d{1,3}(?: \d{3})+(?:\.\d+)?$")
 _REPEATING = re.compile(r"(?<![\d.])(-?)(\d*)\.(\d*)\\(?:overline|bar|dot)\s*\{(\d+)\}")
 _EMPTY_SET = re.compile(r"\\varnothing|\\O\b|∅|\\\{\s*\\\}|\\left\\\{\s*\\right\\\}|\\emptyset\{\}")
 _BASE = re.compile(r"(?<![\w\\])([0-9A-Fa-f]+)_\{?\(?([0-9]{1,2})\)?\}?(?![\w{])")
-_PERCENT_OF_FRACTION = re.compile(r"(\\[dt]?frac\{[^{}]*\}\{[^{}]*\})\s*\\%")
 
 
 def rewrite_constants(text: str) -> str:
@@ -51,8 +50,7 @@ def rewrite_notation(text: str) -> str:
         text = text.replace(" ", "")
     text = _REPEATING.sub(_repeating_to_fraction, text)
     text = _EMPTY_SET.sub(r"\\emptyset", text)
-    text = _BASE.sub(_in_base_ten, text)
-    return _PERCENT_OF_FRACTION.sub(r"\\left(\1\\right)\\%", text)
+    return _BASE.sub(_in_base_ten, text)
 
 
 def _repeating_to_fraction(match: re.Match[str]) -> str:
@@ -195,8 +193,25 @@ def read(text: str, gold: bool = False) -> Reading:
     text = strip_presentation(final_answer_text(text))
     if is_prose(text):
         return Reading(rewrite_notation(text), prose=True)
-    text = _as_list(text, or_lists=gold and is_hedged(text))
+    text = _expand_plus_minus(_as_list(text, or_lists=gold and is_hedged(text)))
     return Reading(rewrite_notation(text), prose=False)
+
+
+def _expand_plus_minus(text: str) -> str:
+    """`a, b \\pm c` as `a, b + c, b - c` when the list has other items (alone, Math-Verify reads \\pm)."""
+    items = _split_outside_brackets(text, _COMMA)
+    if len(items) < 2 or not any(item.count("\\pm") == 1 for item in items):
+        return text
+    expanded = []
+    for item in items:
+        if item.count("\\pm") == 1:
+            expanded += [item.replace("\\pm", "+"), item.replace("\\pm", "-")]
+        else:
+            expanded.append(item)
+    return ", ".join(expanded)
+
+
+_COMMA = re.compile(",")
 
 
 _LISTING = re.compile(r"\band\b|[,;]|\\q?quad")

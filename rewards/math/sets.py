@@ -66,6 +66,12 @@ def _one_relation(parsed: list[Any]) -> Set | None:
     return None
 
 
+def stated_as_set(parsed: list[Any]) -> bool:
+    """Parsed as a set without any relation in it: an interval or a union as written."""
+    first = parsed[0] if parsed else None
+    return isinstance(first, Set) and not first.atoms(Relational)
+
+
 def sets_equal(gold: Set, answer: Set) -> bool:
     if gold == answer:
         return True
