@@ -2,7 +2,8 @@
 
     arbiter train --config configs/tiny.yaml --output runs/tiny [--resume]
 
-Writes OUTPUT/metrics.jsonl (one line per step), OUTPUT/reward_curve.png, OUTPUT/config.yaml
+Writes OUTPUT/metrics.jsonl (one line per step), OUTPUT/audit.jsonl (verdicts an independent check
+disputed, such as the math audit), OUTPUT/reward_curve.png, OUTPUT/config.yaml
 (the resolved config) and OUTPUT/checkpoints/ (resumable).
 """
 
@@ -154,6 +155,7 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
             model.save_pretrained(sft_dir)
             tokenizer.save_pretrained(sft_dir)
             (output / "metrics.jsonl").write_text("")
+            (output / "audit.jsonl").write_text("")
         ref_model = None
         if cfg.grpo.beta != 0.0:
             ref_model, _ = load_checkpoint(sft_dir)
@@ -188,7 +190,7 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_mo
                 output: Path, first_step: int, started: float, progress: bool) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
-    from trainer.learner import grpo_update, learning_rate, policy_forward, reward_metrics
+    from trainer.learner import audit_examples, grpo_update, learning_rate, policy_forward, reward_metrics
     from trainer.pipeline import Pipeline
     from trainer.reward_client import open_reward_client
     from trainer.rollout import publish_weights
@@ -238,6 +240,8 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_mo
                 rows.append(row)
                 with (output / "metrics.jsonl").open("a") as f:
                     f.write(json.dumps(row) + "\n")
+                with (output / "audit.jsonl").open("a") as f:  # verdicts an independent check disputes
+                    f.writelines(json.dumps(example) + "\n" for example in audit_examples(batch.groups, step))
                 bar.set_postfix(reward=f"{row['reward_mean'] or 0:.2f}", acc=f"{row['accuracy_mean'] or 0:.2f}",
                                 refresh=False)
                 bar.update(1)
