@@ -194,3 +194,11 @@ def test_default_routing_scores_math_examples_with_math_and_format(tmp_path: Pat
     assert records["m06"]["verdict"] == "incorrect" and records["m06"]["reward"] == 1.0  # wrong, well-formed
     assert records["m08"]["components"]["format"]["score"] == 0.0  # right answer, no template
     assert records["m17"]["components"]["math"]["verdict"] == "not_applicable"  # unparseable gold
+
+
+def test_audit_flag_is_refused_for_an_endpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    inp = _write(tmp_path / "in.jsonl", [{"id": "1", "task": "math", "completion": GOOD, "answer": "5"}])
+    argv = ["score", "--input", str(inp), "--output", str(tmp_path / "o.jsonl"), "--endpoint", "127.0.0.1:1",
+            "--audit", "0.5"]
+    assert main(argv) == 2
+    assert "math.audit_fraction" in capsys.readouterr().err
