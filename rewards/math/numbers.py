@@ -15,12 +15,12 @@ from fractions import Fraction
 
 _MAX_DIGITS = 400  # beyond this the comparison runs in sympy, under the worker's deadline
 
-_GROUPED = re.compile(r"^-?\d{1,3}(?:(?:\{,\}|,)\d{3})+(?:\.\d+)?$")  # 7,425,000 and 7{,}425{,}000
+_GROUPED = re.compile(r"^-?[1-9]\d{0,2}(?:(?:\{,\}|,)\d{3})+(?:\.\d+)?$")  # 7,425,000 and 7{,}425{,}000
 _PLAIN = re.compile(r"^-?\d+(?:\.\d+)?$")
 _SLASH = re.compile(r"^(?P<num>-?\d+)/(?P<den>\d+)$")
 _FRAC = re.compile(r"^(?P<sign>-?)\\frac\{(?P<num>-?\d+)\}\{(?P<den>\d+)\}$")
 _LIST_COMMA = re.compile(r",\s")
-_DECIMAL_COMMA = re.compile(r"^-?\d+,(?:\d{1,2}|\d{4,})$")
+_DECIMAL_COMMA = re.compile(r"^-?(?:\d+,(?:\d{1,2}|\d{4,})|0,\d+)$")  # never digit groups: 1,22 and 0,111
 # Spacing goes, except between two digits: `1 2` is not 12 (digit groups are read in rewards.math.reading)
 _SQUEEZE = re.compile(r"(?<!\d)(?:\s|\\[,;:! ])+|(?:\s|\\[,;:! ])+(?!\d)|\\left(?![a-zA-Z])|\\right(?![a-zA-Z])")
 
@@ -79,6 +79,16 @@ def _value(text: str) -> Fraction | None:
         return None
     value = Fraction(int(match.group("num")), denominator)
     return -value if match.groupdict().get("sign") else value
+
+
+def plain_decimal(text: str) -> str | None:
+    """An integer or a decimal (digit groups allowed) as Python reads it, `7425000` for `7{,}425{,}000`."""
+    if _LIST_COMMA.search(text):
+        return None
+    text = squeeze(text)
+    if len(text) > _MAX_DIGITS or not (_PLAIN.match(text) or _GROUPED.match(text)):
+        return None
+    return text.replace("{,}", "").replace(",", "")
 
 
 _DECIMAL_LITERAL = re.compile(r"(?<![\d.])(\d+)\.(\d+)(?![\d.])")
