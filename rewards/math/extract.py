@@ -77,19 +77,9 @@ def strip_presentation(text: str) -> str:
 
 
 def _balanced(text: str) -> bool:
-    depth = 0
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\":
-            i += 2
-            continue
-        depth += 1 if ch == "{" else -1 if ch == "}" else 0
-        if depth < 0:
-            return False
-        i += 1
+    _, unmatched = _matching_braces(text)
     # `$a$ and $b$` is two math spans, not one wrapped in dollars
-    return depth == 0 and not any(delimiter in text for delimiter in ("$", "\\(", "\\["))
+    return not unmatched and not any(delimiter in text for delimiter in ("$", "\\(", "\\["))
 
 
 def _outside_reasoning(text: str) -> str:
@@ -129,7 +119,7 @@ def last_boxed(text: str) -> str | None:
 def boxed_spans(text: str) -> list[tuple[int, int, int]]:
     """(start of `\\boxed`, start of content, index of its closing brace) of every complete
     outermost box, in order; a truncated one is skipped."""
-    closing = _matching_braces(text)
+    closing, _ = _matching_braces(text)
     spans: list[tuple[int, int, int]] = []
     for match in _BOX_OPEN.finditer(text):
         brace = match.end() - 1
@@ -160,10 +150,12 @@ def final_boxed_run(text: str, boxes: list[tuple[int, int, int]]) -> str:
     return (" or " if hedged else ", ").join(items)
 
 
-def _matching_braces(text: str) -> dict[int, int]:
-    """Opening-brace index -> its closing-brace index, in one pass (escaped \\{ \\} are content)."""
+def _matching_braces(text: str) -> tuple[dict[int, int], int]:
+    """Opening-brace index -> its closing-brace index, in one pass (escaped \\{ \\} are content),
+    and how many braces found no partner."""
     pairs: dict[int, int] = {}
     stack: list[int] = []
+    unmatched = 0
     i = 0
     while i < len(text):
         ch = text[i]
@@ -172,7 +164,10 @@ def _matching_braces(text: str) -> dict[int, int]:
             continue
         if ch == "{":
             stack.append(i)
-        elif ch == "}" and stack:
-            pairs[stack.pop()] = i
+        elif ch == "}":
+            if stack:
+                pairs[stack.pop()] = i
+            else:
+                unmatched += 1
         i += 1
-    return pairs
+    return pairs, unmatched + len(stack)
