@@ -14,11 +14,22 @@ its cause:
   ellipsis is dropped from a list. Ratios of three or more terms are compared
   as proportions, term by term; a list with an ellipsis is compared term by
   term, in order, with the ellipses in the same places.
-- Thin-space thousands separators. `1\\,000` is read as a product; the `\\,`
-  between digit groups is removed first.
-- Upright constants. Unit stripping treats a trailing `\\mathrm{e}` as a unit,
-  so `1-\\frac{1}{\\mathrm{e}}` loses its `e`. `\\mathrm{e}`, `\\mathrm{i}` (and the
-  `\\text`, `\\operatorname` spellings) are rewritten to `e`, `i` first.
+- Notation latex2sympy misreads (rewards.math.reading): thin-space and plain-space digit
+  groups (`1\\,000`, `1 000` read as products), upright constants (unit stripping eats a
+  trailing `\\mathrm{e}`, so `1-\\frac{1}{\\mathrm{e}}` would lose its `e`), repeating decimals,
+  numbers in a base (`31_4` read as 31), empty-set synonyms, `\\pm` inside a list.
+- How an answer is written (rewards.math.reading): a run of boxes is one list; a sentence or
+  worked solution is searched for its final expression; labels (`AB:CD = 3:5`, `k = 45, n = 2`)
+  are dropped where the other side has none; a gold in words matches a short sentence that ends
+  with it and negates nothing; several candidates offered with "or" never match a single gold.
+- Equal strings and plain numbers (rewards.math.numbers): equal squeezed strings are CORRECT
+  before any parsing (an unparsable gold equal to its answer included); integers, decimals and
+  fractions are compared exactly without sympy, a decimal comma read beside a decimal point.
+- Relations as sets (rewards.math.sets): `x \\in S`, inequalities and their and/or forms are
+  compared with intervals and unions as sets, in both directions, without Math-Verify's
+  `allow_set_relation_comp` (which also loses "or": its normaliser turns it into a comma).
+- Precision shown. A decimal with 4 significant digits is compared at the places it shows
+  (`0.3333` = `1/3`); otherwise at `float_rounding` places, as in Math-Verify.
 - Choice letters. A gold that is a single letter A-E is a multiple-choice key;
   the answer's letter is read from `B`, `(B)`, `\\text{(B)}` or, in a sentence,
   by Math-Verify's StringExtractionConfig, and compared case-insensitively.
@@ -27,8 +38,8 @@ its cause:
   1/2004! equals 1/2006!. A `verify` match of exact numbers is re-checked with a
   relative tolerance on a 30-digit evaluation, without chopping.
 
-Every function returns plain strings and bools: sympy objects are printed here,
-inside the comparison's deadline (the pool's or the bounded worker's), never outside it.
+Every function returns plain strings and bools, and a verdict's detail quotes the texts: no
+sympy object is printed on the hot path. `CompareOptions.plain` is the audit: plain Math-Verify.
 """
 
 from __future__ import annotations

@@ -1,20 +1,23 @@
-"""How an answer (or a gold) is read before anything is parsed: plain string rewriting, linear time.
+"""How an answer (or a gold) is read before anything is parsed: plain string rewriting.
 
 An R1 answer block holds what a model chose to write: a bare expression, a run of boxed
 answers, a sentence, or a whole worked solution. `read` turns each into the one string the
-comparison parses, and says what kind of text it was. Every rule here is a class of inputs
-peers get wrong, each with its reason:
+comparison parses, and says whether it was prose. Presentation (emphasis, lead-ins, wrappers)
+and boxed runs are the extraction's (rewards.math.extract), shared with the gold here. Every
+rule is a class of inputs peers get wrong, each with its reason:
 
-- Presentation. Markdown emphasis (`**12**`, `__12__`), a whole-answer `\\mathbf{}` /
-  `\\textbf{}` / `\\boldsymbol{}`, a `$…$` wrapper and lead-ins ("Final answer:",
-  "Therefore, the answer is") carry no mathematics; they are removed.
-- Boxed runs. `\\boxed{2}, \\boxed{5}` or `\\boxed{x=1} \\text{ and } \\boxed{y=4}` is one
-  answer listing several items: the last run of boxes joined by short connective text
-  is read as a list `2, 5` (joined with `or` when the connective says or, so a hedge stays a hedge).
 - Notation latex2sympy misreads: repeating decimals (`0.\\overline{6}`), numbers in a
   base (`31_4`, read as 31 otherwise: different bases must differ), empty-set synonyms,
   plain-text digit groups (`1 000`), upright constants, thin-space thousands separators,
   `\\pm` in a list (`x = \\frac{-1 \\pm \\sqrt{13}}{4}` is two items).
+- Lists written in words: `$1$ and $2$ and $3$` is `1, 2, 3`; in a gold, "or" between values
+  lists them too, and all boxes listed with "and" or commas are its answer.
+- Hedges: "or" between values in an answer offers alternatives (never one answer); between
+  relations it states a set (`x < 1` or `x > 2`).
+- Labels: a ratio's name (`AB:CD = 3:5`) and the labels of a list of values (`k = 45, n = 2`,
+  `p=5,q=2;p=7,q=2`) are dropped when the other side states values only.
+- Text answers: a gold in words matches the answer's words, alone or ending a short sentence
+  that negates nothing ("The sequence is increasing.").
 """
 
 from __future__ import annotations
