@@ -1,14 +1,16 @@
 """`arbiter score`: score a JSONL file of completions and write one JSON line per input line.
 
     arbiter score --input samples.jsonl --output scores.jsonl [--verifier NAME] [--workers N]
-                  [--routing routing.yaml]
+                  [--routing routing.yaml] [--audit FRACTION]
 
 Every input line, a blank one included, yields exactly one output line, in input order: a scored
 record (`ScoredSample.to_record()`) or an error record naming the line and the bad field. A
 numeric `answer` is read as the text it was written with (`0.50` stays "0.50"). The
 scoring backend is a `Scorer`, a function from an iterable of samples to their results in
 the same order; `LocalScorer` scores in this process, and a remote backend plugs in the same
-way. Exit status: 0 when the file was processed (error records included), 1 when the input
+way. Samples whose verdict an independent check disputes (the math verifier's audit, see
+`--audit`) are also written to OUTPUT.audit.jsonl (`scores.audit.jsonl` for `scores.jsonl`).
+Exit status: 0 when the file was processed (error records included), 1 when the input
 could not be read or the output written, 2 for bad arguments (unknown verifier, bad routing),
 3 when `--endpoint` is asked for without the `services` extra installed.
 
@@ -210,6 +212,8 @@ class Summary:
     verdicts: Counter[str] = field(default_factory=Counter)
     rewards: list[float] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
+    audited: int = 0
+    audit_disagreements: int = 0
 
     def add(self, record: dict[str, Any]) -> None:
         self.verdicts[record["verdict"]] += 1
@@ -231,6 +235,8 @@ class Summary:
             p50, p99 = percentile(self.latencies_ms, 50), percentile(self.latencies_ms, 99)
             lines.append(f"latency per sample p50 {p50:.2f} ms, p99 {p99:.2f} ms "
                          "(from the start of its scoring to its result; queueing and batching excluded)")
+        if self.audited:
+            lines.append(f"audit: {self.audit_disagreements} disagreements in {self.audited} audited samples")
         return "\n".join(lines)
 
 
@@ -240,8 +246,20 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[max(1, math.ceil(len(ordered) * pct / 100)) - 1]
 
 
-def score_file(lines: Iterable[str], out: TextIO, scorer: Scorer, progress: tqdm | None = None) -> Summary:
-    """Score JSONL `lines` with `scorer`, writing one record per line to `out` in input order."""
+def _audit_records(result: ScoredSample, sample: Sample, line: int) -> list[dict[str, Any]]:
+    """One record per component whose independent check disagrees with its verdict."""
+    return [
+        {"id": result.id, "line": line, "verifier": name, "verdict": r.verdict.value, "audit": r.audit.value,
+         "gold": sample.answer, "answer": r.answer, "detail": r.detail}
+        for name, r in result.components.items()
+        if r.audit_disagrees and r.audit is not None
+    ]
+
+
+def score_file(lines: Iterable[str], out: TextIO, scorer: Scorer, progress: tqdm | None = None,
+               audit_out: TextIO | None = None) -> Summary:
+    """Score JSONL `lines` with `scorer`, writing one record per line to `out` in input order,
+    and each disputed verdict to `audit_out`."""
     summary = Summary()
     slots: deque[_Parsed | _InputError] = deque()
 
@@ -271,6 +289,12 @@ def score_file(lines: Iterable[str], out: TextIO, scorer: Scorer, progress: tqdm
         if result.is_input_error:
             record["line"] = slot.line
         emit(record)
+        if any(r.audit is not None for r in result.components.values()):
+            disputed = _audit_records(result, slot.sample, slot.line)
+            summary.audited += 1
+            summary.audit_disagreements += bool(disputed)
+            if audit_out is not None:
+                audit_out.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in disputed)
     flush_errors()
     return summary
 
@@ -287,6 +311,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Ray Serve application for --endpoint (default: router; a standalone server ignores it)")
     parser.add_argument("--token", default=os.environ.get("ARBITER_TOKEN"),
                         help="bearer token for --endpoint (default: $ARBITER_TOKEN)")
+    parser.add_argument("--audit", type=float, metavar="FRACTION",
+                        help="share of math samples also judged by plain Math-Verify, disagreements to "
+                             "OUTPUT.audit.jsonl (default: math.audit_fraction, 0.05)")
 
 
 def _fail(message: str, status: int) -> int:
@@ -298,6 +325,13 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         return _fail("--workers must be >= 1", 2)
     registry = default_registry()
+    if args.audit is not None:
+        if not 0 <= args.audit <= 1:
+            return _fail(f"--audit must be within [0, 1], got {args.audit}", 2)
+        if args.endpoint:
+            return _fail("--audit configures in-process scoring; a cluster audits at its math.audit_fraction", 2)
+        registry = Registry()
+        registry.configure("math", lambda: _audited_math(args.audit))
     try:
         routing = RoutingConfig.load_or_default(args.routing)
     except (OSError, ValueError, yaml.YAMLError) as exc:
@@ -319,6 +353,17 @@ def run(args: argparse.Namespace) -> int:
     return _score_input(args, LocalScorer(routing, registry, only=args.verifier, workers=args.workers))
 
 
+def _audited_math(fraction: float) -> Any:
+    from rewards.math import MathConfig, MathVerifier  # sympy only when math is routed
+
+    return MathVerifier(MathConfig(audit_fraction=fraction))
+
+
+def audit_path(output: str) -> str:
+    """OUTPUT.audit.jsonl: scores.jsonl -> scores.audit.jsonl."""
+    return output.removesuffix(".jsonl") + ".audit.jsonl"
+
+
 def _score_input(args: argparse.Namespace, scorer: Scorer) -> int:
     try:
         with open(args.input, encoding="utf-8") as f:
@@ -329,9 +374,10 @@ def _score_input(args: argparse.Namespace, scorer: Scorer) -> int:
             # A lone surrogate (a JSON \u escape in the input, a candidate's text) is written as
             # its JSON escape rather than ending the run.
             open(args.output, "w", encoding="utf-8", errors="backslashreplace") as out,
+            open(audit_path(args.output), "w", encoding="utf-8", errors="backslashreplace") as audit_out,
             tqdm(total=total, unit="sample", file=sys.stderr, disable=None) as progress,
         ):
-            summary = score_file(lines, out, scorer, progress)
+            summary = score_file(lines, out, scorer, progress, audit_out)
     except (OSError, UnicodeDecodeError, VerifierLoadError, EndpointError) as exc:
         return _fail(str(exc), 1)
     print(summary.render(time.perf_counter() - started), file=sys.stderr)

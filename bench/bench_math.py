@@ -1,16 +1,19 @@
 """Benchmark: the math verifier against plain Math-Verify, in the same run.
 
-1. Per-sample latency. Every conformance row (Math-Verify's own test table) is
-   scored with MathVerifier.compare (extraction in the caller, parse + verify in
-   a warm worker, one IPC round trip) and with plain
-   `verify(parse(gold), parse(prediction))` in this process, interleaved row by
-   row so that both see the same machine load. Prints median and p99 of each
-   and the ratio (target: median at most 1.2x plain Math-Verify).
-2. Throughput. The same rows scored by 1 thread on a 1-worker verifier, then by
-   2 threads on a 2-worker verifier (as `--workers 2` does). Prints samples/s and
-   the ratio (target: at least 1.7x on 2 free cores).
+1. Distinct cases, whole process. Every conformance row (Math-Verify's own test table) and every
+   golden-table row, as an R1 completion `<think>…</think><answer>PREDICTION</answer>` with its
+   gold, scored once each by `MathVerifier.score` with the default config but one worker
+   (extraction and the exact fast path in the caller, the comparison in a warm worker behind one
+   IPC round trip, the 5% audit included) and by plain `verify(parse(gold), parse(completion))`,
+   as a user calls it. Each side runs in a fresh interpreter per round (no parse or sympy cache
+   left by an earlier pass over the same cases helps either), the two alternating, three rounds.
+   Prints the total time of each and the ratio, split by source (Math-Verify's table, our golden
+   tables) and for the cases that are plain numbers; target: median ratio at most 1.0x.
+2. A GRPO group: 16 completions of one prompt with 4 distinct answers (written 4 ways each:
+   `\\boxed{}`, a lead-in, bold, a `$…$`). Prints how many verifications the verifier ran (target:
+   4, from its per-(gold, extracted answer) memo) and the time against 16 plain calls.
 
-Run: .venv/bin/python bench/bench_math.py [--quick] [--repeats N]
+Run: .venv/bin/python bench/bench_math.py [--quick]
 """
 
 from __future__ import annotations
@@ -19,135 +22,151 @@ import argparse
 import json
 import logging
 import os
-import statistics
+import subprocess
 import sys
+import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
-from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+from math_verify import parse, verify
 
-from rewards._workers import PoolConfig, WorkerPool
 from rewards.math import MathConfig, MathVerifier
+from rewards.math.numbers import exact_numbers_equal
+from rewards.types import Sample
 
-_DEFAULT_CASES_DIR = Path(__file__).resolve().parents[1] / "tests" / "conformance"
+_ROOT = Path(__file__).resolve().parents[1]
+_DEFAULT_CASES_DIR = _ROOT / "tests" / "conformance"
 CASES = Path(os.environ.get("ARBITER_CONFORMANCE_DIR", _DEFAULT_CASES_DIR)) / "math_verify_cases.jsonl"
-PLAIN_TARGETS = {
-    "latex_boxed0": LatexExtractionConfig(boxed_match_priority=0),
-    "latex_default": LatexExtractionConfig(),
-    "latex": LatexExtractionConfig(),
-    "expr": ExprExtractionConfig(),
-}
+GOLDEN = _ROOT / "tests" / "golden"
+THINK = "<think>\nLet me work it out.\n</think>\n"
+WARMUP = [("\\frac{1}{2}", "0.5"), ("x = 3", "3"), ("(0, 1]", "0 < x \\le 1"), ("\\sqrt{2}", "2^{1/2}")]
 
 
-def load_rows() -> list[dict[str, Any]]:
+def r1_sample(n: int, prediction: str, gold: str) -> Sample:
+    return Sample(id=str(n), task="math", completion=f"{THINK}<answer>{prediction}</answer>", answer=gold)
+
+
+def distinct_cases() -> list[Sample]:
+    """Conformance rows (ids "mv-…") and golden rows ("golden-…") as R1 completions, each
+    (gold, completion) once."""
     if not CASES.exists():
         sys.exit(f"conformance table not found at {CASES}; set ARBITER_CONFORMANCE_DIR")
-    return [json.loads(line) for line in CASES.read_text().splitlines() if line.strip()]
+    pairs = [(r["prediction"], r["gold"]) for r in map(json.loads, CASES.read_text().splitlines())]
+    samples = [r1_sample(n, prediction, gold) for n, (prediction, gold) in enumerate(pairs)]
+    samples = [Sample(id=f"mv-{s.id}", task="math", completion=s.completion, answer=s.answer) for s in samples]
+    for path in sorted(GOLDEN.glob("math_*.jsonl")):
+        for row in map(json.loads, path.read_text().splitlines()):
+            completion = row.get("completion") or f"{THINK}<answer>{row['prediction']}</answer>"
+            samples.append(Sample(id=f"golden-{len(samples)}", task="math", completion=completion,
+                                  answer=row["gold"]))
+    unique = {(s.answer, s.completion): s for s in samples}
+    return list(unique.values())
 
 
-def ours(verifier: MathVerifier, row: dict[str, Any]) -> None:
-    config = row["config"]
-    verifier.compare(
-        row["gold"],
-        row["prediction"],
-        targets=tuple(config["extraction"]),
-        float_rounding=config["precision"],
-        strict=config["strict"],
-        allow_set_relation_comp=config["allow_set_relation_comp"],
-    )
-
-
-def plain(row: dict[str, Any]) -> None:
+def plain(sample: Sample) -> bool:
     # Math-Verify as a user calls it on the main thread, its own signal timeouts included.
-    config = row["config"]
-    targets = [PLAIN_TARGETS[name] for name in config["extraction"]]
-    verify(
-        parse(row["gold"], targets),
-        parse(row["prediction"], targets),
-        float_rounding=config["precision"],
-        strict=config["strict"],
-        allow_set_relation_comp=config["allow_set_relation_comp"],
-    )
+    return verify(parse(sample.answer), parse(sample.completion))
 
 
-def timed(fn: Any, *args: Any) -> float:
+def timed(fn, *args) -> float:  # type: ignore[no-untyped-def]
     start = time.perf_counter()
     fn(*args)
     return time.perf_counter() - start
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def latency(rows: list[dict[str, Any]], repeats: int) -> None:
-    verifier = MathVerifier(MathConfig(workers=1, timeout_s=60))
-    verifier.warm()
-    # The bare IPC round trip, timed in the same rhythm (right after a plain call, so the
-    # worker has been idle as long): what the pool adds, apart from the comparison itself.
-    echo = WorkerPool(PoolConfig(handler="builtins:len", workers=1))
-    echo.start()
+def loop(side: str, cases: list[Sample]) -> list[float]:
+    """Seconds per case for one side, in this (fresh) process: warmed on inputs that are not cases."""
+    if side == "plain":
+        score = plain
+    else:
+        verifier = MathVerifier(MathConfig(workers=1))  # the default config, one worker: like for like
+        verifier.warm()
+        score = verifier.score
+    for n, (gold, prediction) in enumerate(WARMUP):
+        score(r1_sample(-n - 1, prediction, gold))
     try:
-        for row in rows:  # one untimed pass each: imports, regex compilation, first-use caches
-            ours(verifier, row)
-            plain(row)
-        ours_s: list[float] = []
-        plain_s: list[float] = []
-        ipc_s: list[float] = []
-        for _ in range(repeats):
-            for row in rows:
-                ours_s.append(timed(ours, verifier, row))
-                plain_s.append(timed(plain, row))
-                ipc_s.append(timed(echo.call, row["gold"], 60))
+        return [timed(score, sample) for sample in cases]
+    finally:
+        if side == "arbiter":
+            verifier.close()
+
+
+def loop_in_fresh_process(side: str, cases_file: str) -> list[float]:
+    done = subprocess.run([sys.executable, __file__, "--loop", side, cases_file], check=True,
+                          capture_output=True, text=True)
+    return json.loads(done.stdout)
+
+
+def whole_process(cases: list[Sample], rounds: int) -> None:
+    """Each side scores every case once in a fresh interpreter (so no cache left by an earlier pass
+    helps either), the two alternating, `rounds` times."""
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+        f.writelines(json.dumps({"id": s.id, "gold": s.answer, "completion": s.completion}) + "\n" for s in cases)
+    try:
+        runs = [(loop_in_fresh_process("plain", f.name), loop_in_fresh_process("arbiter", f.name))
+                for _ in range(rounds)]
+    finally:
+        os.unlink(f.name)
+    numeric = []
+    verifier = MathVerifier(MathConfig(workers=1))
+    for sample in cases:
+        answer = verifier.cache_key(sample)
+        numeric.append(answer is not None and exact_numbers_equal(sample.answer or "", answer) is not None)
+    conformance = [s.id.startswith("mv-") for s in cases]
+    print(f"distinct cases, whole process: {len(cases)} R1 completions, each scored once per fresh process")
+    print(f"  {'round, cases':34}{'plain s':>10}{'Arbiter s':>11}{'ratio':>8}")
+    for n, (plain_s, ours_s) in enumerate(runs, start=1):
+        for label, keep in (("all cases", [True] * len(cases)), ("Math-Verify's table", conformance),
+                            ("golden tables", [not x for x in conformance]), ("plain numbers", numeric),
+                            ("the rest", [not x for x in numeric])):
+            p = sum(t for t, k in zip(plain_s, keep, strict=True) if k)
+            o = sum(t for t, k in zip(ours_s, keep, strict=True) if k)
+            print(f"  {f'{n}, {label} ({sum(keep)})':34}{p:10.3f}{o:11.3f}{o / p:7.2f}x")
+    ratios = sorted(sum(o) / sum(p) for p, o in runs)
+    print(f"  all cases, median over {rounds} rounds: {ratios[len(ratios) // 2]:.2f}x (target <= 1.0x)")
+
+
+def grpo_group() -> None:
+    gold = "\\frac{3}{4}"
+    values = ["\\frac{3}{4}", "0.75", "\\frac{1}{2}", "\\sqrt{3}/2"]
+    forms = ["\\boxed{{{}}}", "The final answer is ${}$.", "**{}**", "${}$"]
+    group = [r1_sample(n, form.format(value), gold) for n, (form, value) in
+             enumerate((f, v) for f in forms for v in values)]
+    verifier = MathVerifier(MathConfig(workers=1))
+    verifier.warm()
+    try:
+        verifier.score(r1_sample(-1, "0.5", "\\frac{1}{2}"))
+        before = verifier.verifications
+        ours = sum(timed(verifier.score, s) for s in group)
+        verifications = verifier.verifications - before
     finally:
         verifier.close()
-        echo.close()
-    med_ours, med_plain = statistics.median(ours_s), statistics.median(plain_s)
-    print(f"per-sample latency over {len(ours_s)} comparisons ({len(rows)} rows x {repeats})")
-    print(f"  {'':28}{'median ms':>12}{'p99 ms':>12}")
-    for label, values in (
-        ("plain Math-Verify", plain_s),
-        ("MathVerifier (1 worker)", ours_s),
-        ("  of which IPC round trip", ipc_s),
-    ):
-        print(f"  {label:28}{statistics.median(values) * 1e3:12.3f}{percentile(values, 0.99) * 1e3:12.3f}")
-    print(f"  median ratio ours/plain: {med_ours / med_plain:.2f}x (target <= 1.2x)")
-
-
-def throughput(rows: list[dict[str, Any]], repeats: int) -> None:
-    work = rows * repeats
-    rates = {}
-    for workers in (1, 2):
-        verifier = MathVerifier(MathConfig(workers=workers, timeout_s=60))
-        verifier.warm()
-        try:
-            with ThreadPoolExecutor(max_workers=workers) as threads:
-                list(threads.map(lambda row, v=verifier: ours(v, row), rows))  # warm every worker's caches
-                start = time.perf_counter()
-                list(threads.map(lambda row, v=verifier: ours(v, row), work))
-                rates[workers] = len(work) / (time.perf_counter() - start)
-        finally:
-            verifier.close()
-    print(f"throughput over {len(work)} comparisons")
-    for workers, rate in rates.items():
-        print(f"  {workers} worker(s), {workers} thread(s): {rate:8.1f} samples/s")
-    print(f"  ratio 2 workers / 1 worker: {rates[2] / rates[1]:.2f}x (target >= 1.7x on 2 free cores)")
+    baseline = sum(timed(plain, s) for s in group)
+    print(f"GRPO group: {len(group)} completions, {len(values)} distinct answers")
+    print(f"  verifications run: {verifications} (target {len(values)}: one per (gold, extracted answer))")
+    print(f"  plain Math-Verify, 16 calls: {baseline * 1e3:8.1f} ms; Arbiter: {ours * 1e3:8.1f} ms "
+          f"({ours / baseline:.2f}x)")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one timed pass instead of three")
-    parser.add_argument("--repeats", type=int, default=None, help="timed passes over the rows")
+    parser.add_argument("--quick", action="store_true", help="the conformance rows only, one round")
+    parser.add_argument("--rounds", type=int, default=3, help="fresh-process rounds per side (default 3)")
+    parser.add_argument("--loop", nargs=2, metavar=("SIDE", "JSONL"), help=argparse.SUPPRESS)  # a round's child
     args = parser.parse_args()
-    repeats = args.repeats or (1 if args.quick else 3)
     logging.getLogger("math_verify").setLevel(logging.ERROR)
-    rows = load_rows()
+    if args.loop:
+        side, path = args.loop
+        rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
+        cases = [Sample(id=r["id"], task="math", completion=r["completion"], answer=r["gold"]) for r in rows]
+        print(json.dumps(loop(side, cases)))
+        return 0
+    cases = distinct_cases()
+    if args.quick:
+        cases = cases[:270]
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (others' work skews timings)")
-    latency(rows, repeats)
-    throughput(rows, repeats)
+    whole_process(cases, 1 if args.quick else args.rounds)
+    grpo_group()
     return 0
 
 

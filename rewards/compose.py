@@ -45,10 +45,7 @@ class ScoredSample:
             "id": self.id,
             "reward": self.reward,
             "verdict": self.verdict.value,
-            "components": {
-                name: {"score": r.score, "verdict": r.verdict.value, "detail": r.detail}
-                for name, r in self.components.items()
-            },
+            "components": {name: _component_record(r) for name, r in self.components.items()},
             "elapsed_ms": round(self.elapsed_ms, 3),
         }
         if self.detail:
@@ -60,6 +57,13 @@ class ScoredSample:
     @classmethod
     def input_error(cls, sample_id: str | None, error: SampleError, elapsed_ms: float = 0.0) -> ScoredSample:
         return cls(sample_id, None, Verdict.ERROR, {}, elapsed_ms, error.message, error.field)
+
+
+def _component_record(result: VerifierResult) -> dict[str, Any]:
+    record: dict[str, Any] = {"score": result.score, "verdict": result.verdict.value, "detail": result.detail}
+    if result.audit is not None:
+        record["audit"] = result.audit.value
+    return record
 
 
 def compose(components: list[tuple[str, float, VerifierResult]]) -> tuple[float | None, Verdict, str]:

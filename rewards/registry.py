@@ -91,6 +91,15 @@ class Registry:
             raise RegistryError(f"duplicate verifier name {name!r}")
         self._factories[name] = factory
 
+    def configure(self, name: str, factory: Callable[[], Verifier]) -> None:
+        """Build `name` with `factory` instead (a built-in with a non-default config); before first use."""
+        with self._lock:
+            if name not in self._factories:
+                raise RegistryError(f"unknown verifier {name!r}; known: {', '.join(self.names())}")
+            if name in self._instances:
+                raise RegistryError(f"verifier {name!r} is already built; configure it before first use")
+            self._factories[name] = factory
+
     def names(self) -> list[str]:
         return sorted(self._factories)
 

@@ -46,13 +46,22 @@ class VerifierResult:
 
     `score` is a float for CORRECT/INCORRECT/NO_ANSWER and None for
     NOT_APPLICABLE/TIMEOUT/ERROR; `answer` is the extracted answer, when the
-    verifier extracts one.
+    verifier extracts one; `audit` is an independent check's verdict on the same
+    answer, when this sample was audited (the math verifier's second opinion).
     """
 
     verdict: Verdict
     score: float | None
     detail: str = ""
     answer: str | None = None
+    audit: Verdict | None = None
+
+    @property
+    def audit_disagrees(self) -> bool:
+        """The independent check judged the answer and came to the other conclusion."""
+        if self.audit is None or self.audit.is_fault:
+            return False
+        return (self.audit is Verdict.CORRECT) != (self.verdict is Verdict.CORRECT)
 
     def __post_init__(self) -> None:
         if self.verdict.has_score and self.score is None:

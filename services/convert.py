@@ -149,6 +149,8 @@ def result_to_proto(result: VerifierResult) -> verifier_pb2.VerifierResult:
         msg.score = result.score
     if result.answer is not None:
         msg.answer = encodable(result.answer)
+    if result.audit is not None:
+        msg.audit = verdict_to_proto(result.audit)
     return msg
 
 
@@ -156,8 +158,9 @@ def result_from_proto(msg: verifier_pb2.VerifierResult, field_name: str = "resul
     verdict = verdict_from_proto(msg.verdict, f"{field_name}.verdict")
     score = msg.score if msg.HasField("score") else None
     answer = msg.answer if msg.HasField("answer") else None
+    audit = verdict_from_proto(msg.audit, f"{field_name}.audit") if msg.audit else None
     try:
-        return VerifierResult(verdict, score, msg.detail, answer)
+        return VerifierResult(verdict, score, msg.detail, answer, audit)
     except ValueError as exc:
         raise SampleError(f"{field_name}.score", str(exc)) from None
 

@@ -104,4 +104,25 @@ def reward_metrics(groups: list[Group], version: int, primary: dict[str, str]) -
     }
     for name, values in sorted(components.items()):
         out[f"reward/{name}"] = _mean(values)
+    audited: dict[str, list[float]] = {}
+    for s in scores:
+        for name, result in s.components.items():
+            if result.audit is not None:
+                audited.setdefault(name, []).append(float(result.audit_disagrees))
+    for name, disagreements in sorted(audited.items()):
+        # Share of this step's audited samples where an independent check disputes the verdict
+        out[f"audit/{name}_disagreement"] = _mean(disagreements)
+        out[f"audit/{name}_audited"] = len(disagreements)
     return out
+
+
+def audit_examples(groups: list[Group], step: int) -> list[dict[str, Any]]:
+    """This step's disputed verdicts, one row each, for OUTPUT/audit.jsonl."""
+    return [
+        {"step": step, "prompt_id": g.prompt.id, "verifier": name, "verdict": r.verdict.value,
+         "audit": r.audit.value, "gold": g.prompt.answer, "answer": r.answer, "detail": r.detail}
+        for g in groups
+        for s in g.scores
+        for name, r in s.components.items()
+        if r.audit_disagrees and r.audit is not None
+    ]

@@ -2,7 +2,8 @@
 
     arbiter train --config configs/tiny.yaml --output runs/tiny [--resume]
 
-Writes OUTPUT/metrics.jsonl (one line per step), OUTPUT/reward_curve.png, OUTPUT/config.yaml
+Writes OUTPUT/metrics.jsonl (one line per step), OUTPUT/audit.jsonl (verdicts an independent check
+disputed, such as the math audit), OUTPUT/reward_curve.png, OUTPUT/config.yaml
 (the resolved config) and OUTPUT/checkpoints/ (resumable).
 """
 
@@ -187,6 +188,7 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
             model.save_pretrained(sft_dir)
             tokenizer.save_pretrained(sft_dir)
             (output / "metrics.jsonl").write_text("")
+            (output / "audit.jsonl").write_text("")
         ref_weights = load_checkpoint(sft_dir)[0].state_dict() if cfg.grpo.beta != 0.0 else None
         learner = LearnerGroup.start(cfg.learner, cfg.grpo, model, ref_weights, tokenizer,
                                      checkpoint.shards(resume_from) if resume_from is not None else None)
@@ -230,7 +232,7 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, tokeni
                 output: Path, first_step: int, started: float, progress: bool) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
-    from trainer.learner import learning_rate, reward_metrics
+    from trainer.learner import audit_examples, learning_rate, reward_metrics
     from trainer.pipeline import Pipeline
     from trainer.reward_client import open_reward_client
 
@@ -283,6 +285,8 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, tokeni
                 rows.append(row)
                 with (output / "metrics.jsonl").open("a") as f:
                     f.write(json.dumps(row) + "\n")
+                with (output / "audit.jsonl").open("a") as f:  # verdicts an independent check disputes
+                    f.writelines(json.dumps(example) + "\n" for example in audit_examples(batch.groups, step))
                 bar.set_postfix(reward=f"{row['reward_mean'] or 0:.2f}", acc=f"{row['accuracy_mean'] or 0:.2f}",
                                 refresh=False)
                 bar.update(1)

@@ -14,11 +14,22 @@ its cause:
   ellipsis is dropped from a list. Ratios of three or more terms are compared
   as proportions, term by term; a list with an ellipsis is compared term by
   term, in order, with the ellipses in the same places.
-- Thin-space thousands separators. `1\\,000` is read as a product; the `\\,`
-  between digit groups is removed first.
-- Upright constants. Unit stripping treats a trailing `\\mathrm{e}` as a unit,
-  so `1-\\frac{1}{\\mathrm{e}}` loses its `e`. `\\mathrm{e}`, `\\mathrm{i}` (and the
-  `\\text`, `\\operatorname` spellings) are rewritten to `e`, `i` first.
+- Notation latex2sympy misreads (rewards.math.reading): thin-space and plain-space digit
+  groups (`1\\,000`, `1 000` read as products), upright constants (unit stripping eats a
+  trailing `\\mathrm{e}`, so `1-\\frac{1}{\\mathrm{e}}` would lose its `e`), repeating decimals,
+  numbers in a base (`31_4` read as 31), empty-set synonyms, `\\pm` inside a list.
+- How an answer is written (rewards.math.reading): a run of boxes is one list; a sentence or
+  worked solution is searched for its final expression; labels (`AB:CD = 3:5`, `k = 45, n = 2`)
+  are dropped where the other side has none; a gold in words matches a short sentence that ends
+  with it and negates nothing; several candidates offered with "or" never match a single gold.
+- Equal strings and plain numbers (rewards.math.numbers): equal squeezed strings are CORRECT
+  before any parsing (an unparsable gold equal to its answer included); integers, decimals and
+  fractions are compared exactly without sympy, a decimal comma read beside a decimal point.
+- Relations as sets (rewards.math.sets): `x \\in S`, inequalities and their and/or forms are
+  compared with intervals and unions as sets, in both directions, without Math-Verify's
+  `allow_set_relation_comp` (which also loses "or": its normaliser turns it into a comma).
+- Precision shown. A decimal with 4 significant digits is compared at the places it shows
+  (`0.3333` = `1/3`); otherwise at `float_rounding` places, as in Math-Verify.
 - Choice letters. A gold that is a single letter A-E is a multiple-choice key;
   the answer's letter is read from `B`, `(B)`, `\\text{(B)}` or, in a sentence,
   by Math-Verify's StringExtractionConfig, and compared case-insensitively.
@@ -27,12 +38,13 @@ its cause:
   1/2004! equals 1/2006!. A `verify` match of exact numbers is re-checked with a
   relative tolerance on a 30-digit evaluation, without chopping.
 
-Every function returns plain strings and bools: sympy objects are printed here,
-inside the comparison's deadline (the pool's or the bounded worker's), never outside it.
+Every function returns plain strings and bools, and a verdict's detail quotes the texts: no
+sympy object is printed on the hot path. `CompareOptions.plain` is the audit: plain Math-Verify.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from dataclasses import dataclass
@@ -42,6 +54,10 @@ import sympy
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, StringExtractionConfig, parse, verify
 from sympy import Basic, Expr, Float, Interval, MatrixBase, Tuple
 from sympy import FiniteSet as SympyFiniteSet
+
+from rewards.math.numbers import exact_numbers_equal, plain_decimal, shown_rounding, squeeze
+from rewards.math.reading import is_hedged, read, rewrite_constants, text_answer_matches, unlabel
+from rewards.math.sets import relation_sets, sets_equal, stated_as_set
 
 # Math-Verify warns once per process that its timeouts are off; the pool or the bounded worker's
 # supervisor enforces them.
@@ -74,6 +90,9 @@ class CompareOptions:
     targets: tuple[str, ...] | None = None
     """None: the texts are extracted answers (answer mode). Otherwise raw texts parsed
     with these Math-Verify extraction targets and its default any_match mode."""
+    plain: bool = False
+    """Plain Math-Verify, `verify(parse(gold), parse(answer))` with its defaults and none of the
+    rules here: the independent second opinion of an audit."""
 
 
 @dataclass(frozen=True)
@@ -85,26 +104,61 @@ class Judgement:
 
 def judge(gold_text: str, answer_text: str, options: CompareOptions) -> Judgement:
     """Compare one gold text with one answer text."""
-    gold_text = normalize_notation(gold_text)
-    answer_text = normalize_notation(answer_text)
-    if options.targets is None:
-        gold_choice = _choice_letter(gold_text)
-        if gold_choice is not None:
-            answer_choice = _answer_choice(answer_text)
-            outcome = CORRECT if answer_choice == gold_choice else INCORRECT
-            return Judgement(outcome, f"choice {gold_choice}", f"choice {answer_choice or '(none)'}")
+    if options.plain:
+        # Bare LaTeX is boxed first, or Math-Verify's extraction (which looks for $…$ or \boxed{}) finds nothing
+        gold = parse(as_latex_input(gold_text), parsing_timeout=None)
+        answer = parse(as_latex_input(answer_text), parsing_timeout=None)
+        outcome = CORRECT if verify(gold, answer, timeout_seconds=None) else INCORRECT
+        return Judgement(outcome, gold_text[:120], answer_text[:120])
+    if options.targets is not None:
+        return _judge_parsed(rewrite_constants(gold_text), rewrite_constants(answer_text), options)
+    gold, answer = read(gold_text, gold=True), read(answer_text)
+    if squeeze(gold.text) == squeeze(answer.text):
+        return Judgement(CORRECT, gold.text[:120], answer.text[:120])  # equal strings are always equal
+    gold_choice = _choice_letter(gold.text)
+    if gold_choice is not None:
+        answer_choice = _answer_choice(answer.text)
+        outcome = CORRECT if answer_choice == gold_choice else INCORRECT
+        return Judgement(outcome, f"choice {gold_choice}", f"choice {answer_choice or '(none)'}")
+    if not answer.prose and is_hedged(answer.text) and not is_hedged(gold.text):
+        return Judgement(INCORRECT, gold.text[:120], f"several candidates: {answer.text[:100]}")
+    exact = exact_numbers_equal(gold.text, answer.text)
+    if exact is not None:
+        return Judgement(CORRECT if exact else INCORRECT, gold.text[:120], answer.text[:120])
+    words = text_answer_matches(gold.text, answer.text)
+    if words is not None:
+        return Judgement(CORRECT if words else INCORRECT, gold.text[:120], answer.text[:120])
+    gold_math, answer_math = unlabel(_unwrap_math(gold.text), _unwrap_math(answer.text))
+    if not (gold.prose or answer.prose):  # a sentence's colons and commas are not a ratio or a list
         for splitter, compare in ((_ratio_terms, _proportional), (_ellipsis_terms, _termwise)):
-            gold_terms, answer_terms = splitter(_unwrap_math(gold_text)), splitter(_unwrap_math(answer_text))
+            gold_terms, answer_terms = splitter(gold_math), splitter(answer_math)
             if gold_terms is not None or answer_terms is not None:
-                return _judge_terms(gold_text, gold_terms, answer_terms, compare, options)
-    gold = _parse(gold_text, options)
+                return _judge_terms(gold_math, gold_terms, answer_terms, compare, options)
+    options = dataclasses.replace(options, float_rounding=shown_rounding(answer.text, options.float_rounding))
+    return _judge_parsed(gold_math, answer_math, options, gold.prose, answer.prose)
+
+
+def _judge_parsed(
+    gold_text: str, answer_text: str, options: CompareOptions, gold_prose: bool = False, answer_prose: bool = False
+) -> Judgement:
+    gold = _parse(gold_text, options, gold_prose)
     if not _has_math(gold):
-        return Judgement(GOLD_UNPARSABLE, _show(gold), "")
-    answer = _parse(answer_text, options)
-    if equivalent(gold, answer, options):
-        # The texts say it as well as their parsed forms would; printing sympy objects costs ~0.15 ms.
-        return Judgement(CORRECT, gold_text[:120], answer_text[:120])
-    return Judgement(INCORRECT, _show(gold), _show(answer))
+        return Judgement(GOLD_UNPARSABLE, gold_text[:120], "")
+    answer = _parse(answer_text, options, answer_prose)
+    if options.targets is None:
+        def part(text: str) -> list[Any]:
+            return _parse(text, options)
+
+        gold_set = relation_sets(gold, gold_text, part)
+        answer_set = relation_sets(answer, answer_text, part) if gold_set is not None else None
+        # Two sets as written are Math-Verify's to compare (it rounds decimal endpoints); a relation is ours
+        as_written = stated_as_set(gold) and stated_as_set(answer)
+        if gold_set is not None and answer_set is not None and not as_written:
+            outcome = CORRECT if sets_equal(gold_set, answer_set) else INCORRECT
+            return Judgement(outcome, gold_text[:120], answer_text[:120])
+    # The texts say it as well as their parsed forms would; printing sympy objects costs ~0.15 ms.
+    outcome = CORRECT if equivalent(gold, answer, options) else INCORRECT
+    return Judgement(outcome, gold_text[:120], answer_text[:120])
 
 
 def equivalent(gold: list[Any], answer: list[Any], options: CompareOptions) -> bool:
@@ -126,19 +180,6 @@ def equivalent(gold: list[Any], answer: list[Any], options: CompareOptions) -> b
     if gold_math[0] == answer_math[0]:
         return True  # structurally identical: nothing a closer evaluation could tell apart
     return not _exact_values_differ(gold_math[0], answer_math[0], options.exact_rel_tol)
-
-
-_UPRIGHT_CONSTANT = re.compile(r"\\(?:mathrm|text|textrm|operatorname|mathit)\s*\{\s*([ei])\s*\}")
-
-
-# A thin space between digit groups (1\,000) is a thousands separator; left in,
-# latex2sympy2 reads it as a product.
-_THIN_SPACE_GROUP = re.compile(r"(?<=\d)\\[,;: ](?=\d{3}(?!\d))")
-
-
-def normalize_notation(text: str) -> str:
-    """Rewrite notations that Math-Verify's normalizer mangles into ones it reads correctly."""
-    return _THIN_SPACE_GROUP.sub("", _UPRIGHT_CONSTANT.sub(r"\1", text))
 
 
 _MARKUP = re.compile(r"^\\(?:text|textbf|mathrm|mathbf|textrm)\s*\{(.*)\}$", re.DOTALL)
@@ -174,24 +215,21 @@ def as_latex_input(answer: str) -> str:
     return "\\boxed{" + answer + "}"
 
 
-def _parse(text: str, options: CompareOptions) -> list[Any]:
+def _parse(text: str, options: CompareOptions, prose: bool = False) -> list[Any]:
     if options.targets is None:
-        return parse(as_latex_input(text), _ANSWER_TARGETS, extraction_mode="first_match", parsing_timeout=None)
+        number = plain_decimal(text)
+        if number is not None:  # what latex2sympy would build, without its ANTLR parse (1-70 ms)
+            return [sympy.Float(number, 15) if "." in number else sympy.Integer(number), text]
+        # A sentence or a worked solution is searched Math-Verify's way, its final expression first
+        # (last-match); first_match mode keeps a failed parse a failure instead of scraping a number.
+        source = text if prose else as_latex_input(text)
+        return parse(source, _ANSWER_TARGETS, extraction_mode="first_match", parsing_timeout=None)
     targets = [EXTRACTION_TARGETS[name] for name in options.targets]
     return parse(text, targets, parsing_timeout=None)
 
 
 def _has_math(parsed: list[Any]) -> bool:
     return any(isinstance(p, Basic | MatrixBase) for p in parsed)
-
-
-def _show(parsed: list[Any]) -> str:
-    if not parsed:
-        return "<nothing parsed>"
-    try:
-        return str(parsed[0])[:120]
-    except Exception:  # printing is best effort; it is only detail text
-        return "<unprintable>"
 
 
 # --- exact-number re-check ---------------------------------------------------------
@@ -332,25 +370,20 @@ def _ellipsis_terms(text: str) -> list[str] | None:
 
 
 def _judge_terms(gold_text: str, gold_terms, answer_terms, compare, options: CompareOptions) -> Judgement:
+    shown_answer = ", ".join(answer_terms or ())[:120]
     if gold_terms is None:
-        gold_parsed = _parse(gold_text, options)
-        if not _has_math(gold_parsed):
-            return Judgement(GOLD_UNPARSABLE, _show(gold_parsed), "")
-        return Judgement(INCORRECT, _show(gold_parsed), ", ".join(answer_terms))
+        outcome = INCORRECT if _has_math(_parse(gold_text, options)) else GOLD_UNPARSABLE
+        return Judgement(outcome, gold_text[:120], shown_answer)
     gold_values = [_term_value(t, options) for t in gold_terms]
     if any(v is None for v in gold_values):
-        return Judgement(GOLD_UNPARSABLE, ", ".join(gold_terms), "")
-    shown_gold = ", ".join(_show(v) if v is not _ELLIPSIS_TERM else "..." for v in gold_values)
+        return Judgement(GOLD_UNPARSABLE, gold_text[:120], "")
     if answer_terms is None or len(answer_terms) != len(gold_terms):
-        return Judgement(INCORRECT, shown_gold, "" if answer_terms is None else ", ".join(answer_terms))
+        return Judgement(INCORRECT, gold_text[:120], shown_answer)
     answer_values = [_term_value(t, options) for t in answer_terms]
-    shown_answer = ", ".join(
-        "<unparsed>" if v is None else "..." if v is _ELLIPSIS_TERM else _show(v) for v in answer_values
-    )
     if any(v is None for v in answer_values):
-        return Judgement(INCORRECT, shown_gold, shown_answer)
+        return Judgement(INCORRECT, gold_text[:120], shown_answer)
     outcome = CORRECT if compare(gold_values, answer_values, options) else INCORRECT
-    return Judgement(outcome, shown_gold, shown_answer)
+    return Judgement(outcome, gold_text[:120], shown_answer)
 
 
 _ELLIPSIS_TERM: list[Any] = []  # an empty parse stands for an ellipsis: a real term never parses to nothing

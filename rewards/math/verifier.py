@@ -6,14 +6,23 @@ Inside a process that is already a bounded worker (rewards._workers.declare_boun
 the services' scoring workers, which are SIGKILLed and replaced at a deadline) it runs
 inline under that supervisor's deadline of `timeout_s` instead: a second process hop
 per sample would only add IPC and idle processes.
+
+What never needs a worker: two plain numbers (integers, decimals, fractions) are compared
+exactly in the caller (rewards.math.numbers), and a (gold, extracted answer) pair already
+judged is answered from a small memo, so a GRPO group of 16 completions with 4 distinct
+answers costs 4 verifications. A share `audit_fraction` of the pairs also gets a second
+opinion from plain Math-Verify, in its own bounded call, recorded as `VerifierResult.audit`:
+it never changes the verdict, it tells the user how far to trust it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import resource
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +38,8 @@ from rewards._workers import (
 )
 from rewards.math._worker import handle, unlimited_int_digits, warm_parsers
 from rewards.math.compare import CORRECT, GOLD_UNPARSABLE, CompareOptions
-from rewards.math.extract import extract_answer
+from rewards.math.extract import extract_answer, strip_presentation
+from rewards.math.numbers import exact_numbers_equal
 from rewards.types import Sample, SampleError, Verdict, VerifierResult, describe_exception
 
 
@@ -55,6 +65,13 @@ class MathConfig:
     """Address-space limit per worker (about 65 MiB in use when idle), so a runaway
     expansion fails inside the worker (ERROR) instead of swapping the host. Inline, the
     growth of the host worker's address space allowed during one comparison."""
+    audit_fraction: float = 0.05
+    """Share of (gold, answer) pairs also judged by plain Math-Verify (a second, independent
+    opinion, in its own call bounded by `timeout_s`); chosen by a hash of the pair, so a pair is
+    audited every time or never. 0 turns audits off, 1 audits every sample."""
+    memo_entries: int = 4096
+    """Judged (gold, extracted answer) pairs remembered, least recently used dropped: repeats
+    within a GRPO group cost nothing. Faults are never remembered."""
 
     def __post_init__(self) -> None:
         if not self.timeout_s > 0:
@@ -65,6 +82,10 @@ class MathConfig:
             raise ValueError(f"float_rounding must be within 0..30, got {self.float_rounding!r}")
         if not 0 <= self.exact_rel_tol < 1:
             raise ValueError(f"exact_rel_tol must be within [0, 1), got {self.exact_rel_tol!r}")
+        if not 0 <= self.audit_fraction <= 1:
+            raise ValueError(f"audit_fraction must be within [0, 1], got {self.audit_fraction!r}")
+        if self.memo_entries < 0:
+            raise ValueError(f"memo_entries must be >= 0, got {self.memo_entries!r}")
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> MathConfig:
@@ -122,6 +143,10 @@ class MathVerifier:
         self._options = self.config.compare_options()
         self._pool: WorkerPool | None = None  # started on first use; never pickled
         self._pool_lock = threading.Lock()
+        self._memo: OrderedDict[tuple[str, str], VerifierResult] = OrderedDict()
+        self._memo_lock = threading.Lock()
+        self.verifications = 0
+        """Comparisons actually run (fast path or worker), not answered from the memo."""
 
     def score(self, sample: Sample) -> VerifierResult:
         gold = sample.answer
@@ -134,7 +159,43 @@ class MathVerifier:
         answer = extract_answer(sample.completion)
         if answer is None:
             return VerifierResult.no_answer("no <answer> block and no \\boxed{} after the reasoning")
-        return self._judge(gold, answer, self._options)
+        key = (gold, answer)
+        with self._memo_lock:
+            known = self._memo.get(key)
+            if known is not None:
+                self._memo.move_to_end(key)
+                return known
+        result = self._verify(gold, answer)
+        if self.config.memo_entries and not result.verdict.is_fault:
+            with self._memo_lock:
+                self._memo[key] = result
+                while len(self._memo) > self.config.memo_entries:
+                    self._memo.popitem(last=False)
+        return result
+
+    def _verify(self, gold: str, answer: str) -> VerifierResult:
+        """One verification: the exact fast path or a worker's comparison, then the audit if due."""
+        with self._memo_lock:
+            self.verifications += 1
+        exact = exact_numbers_equal(strip_presentation(gold), answer)
+        if exact is not None:
+            shown = f"{answer[:120]} {'==' if exact else '!='} gold {gold[:120]}"
+            result = VerifierResult.correct(detail=shown, answer=answer) if exact else VerifierResult.incorrect(
+                detail=shown, answer=answer
+            )
+        else:
+            result = self._judge(gold, answer, self._options)
+        if self._audited(gold, answer):
+            second = self._judge(gold, answer, dataclasses.replace(self._options, plain=True))
+            result = dataclasses.replace(result, audit=second.verdict)
+        return result
+
+    def _audited(self, gold: str, answer: str) -> bool:
+        fraction = self.config.audit_fraction
+        if fraction <= 0:
+            return False
+        digest = hashlib.blake2b(f"{gold}\0{answer}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest) < fraction * 2**64
 
     def cache_key(self, sample: Sample) -> str | None:
         """The extracted answer: GRPO's many completions per prompt often reduce to a few answers."""

@@ -75,6 +75,10 @@ def test_train_command_learns_from_verifier_rewards(tmp_path: Path) -> None:
     assert all(0 <= r["learner_wait_fraction"] + r["generation_wait_fraction"] <= 1 for r in rows)
     assert rise(rows) > 0.25, [round(r["accuracy_mean"], 2) for r in rows]
     assert (output / "reward_curve.png").stat().st_size > 0
+    audited = [r for r in rows if "audit/math_disagreement" in r]  # math audits 5% of (gold, answer) pairs
+    assert audited and all(0 <= r["audit/math_disagreement"] <= 1 for r in audited)
+    for example in map(json.loads, (output / "audit.jsonl").read_text().splitlines()):
+        assert example["verifier"] == "math" and example["verdict"] != example["audit"]
     assert (output / "checkpoints" / "latest").read_text().strip() == f"step-{SHORT['grpo.steps']:06d}"
 
 

@@ -108,3 +108,11 @@ def test_service_error_survives_pickling_with_its_status():
     error = pickle.loads(pickle.dumps(ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "sample.id: missing")))
     assert (error.code, error.message) == (grpc.StatusCode.INVALID_ARGUMENT, "sample.id: missing")
     assert str(error) == "INVALID_ARGUMENT: sample.id: missing"
+
+
+def test_audit_verdict_travels_on_the_reply_and_its_absence_too():
+    audited = VerifierResult(Verdict.CORRECT, 1.0, "4 == gold 4", "4", audit=Verdict.INCORRECT)
+    assert convert.result_from_proto(convert.result_to_proto(audited)) == audited
+    plain = VerifierResult.correct(answer="4")
+    assert convert.result_to_proto(plain).audit == common_pb2.VERDICT_UNSPECIFIED
+    assert convert.result_from_proto(convert.result_to_proto(plain)).audit is None

@@ -98,6 +98,16 @@ def test_builtin_names_cannot_be_shadowed():
         registry.add("math", lambda: ConstantVerifier("math", VerifierResult.correct()))
 
 
+def test_a_builtin_can_be_configured_before_first_use_only():
+    registry = Registry(include_plugins=False)
+    registry.configure("format", lambda: ConstantVerifier("format", VerifierResult.incorrect()))
+    assert registry.get("format").score(Sample(id="1", task="t", completion="")).verdict is Verdict.INCORRECT
+    with pytest.raises(RegistryError, match="already built"):
+        registry.configure("format", lambda: ConstantVerifier("format", VerifierResult.correct()))
+    with pytest.raises(RegistryError, match="unknown"):
+        registry.configure("nope", lambda: ConstantVerifier("nope", VerifierResult.correct()))
+
+
 def test_verifier_whose_name_disagrees_with_its_registration_is_rejected():
     registry = Registry(include_plugins=False)
     registry.add("alpha", lambda: ConstantVerifier("beta", VerifierResult.correct()))

@@ -84,3 +84,28 @@ def test_completions_with_the_same_extracted_answer_share_a_cache_key():
                                "<think>x</think><answer>8</answer>"])
     ]
     assert keys[0] == keys[1] == "7" != keys[2]
+
+
+def test_a_run_of_boxes_joined_by_connectives_is_one_list() -> None:
+    assert extract_answer("<answer>\\boxed{2}, \\boxed{5}</answer>") == "2, 5"
+    assert extract_answer("<answer>\\boxed{x=1} \\text{ and } \\boxed{y=4}</answer>") == "x=1, y=4"
+    assert extract_answer("</think>So \\boxed{(1, 2)} \\quad \\text{and} \\quad \\boxed{(2, 1)}.") == "(1, 2), (2, 1)"
+
+
+def test_boxes_offered_as_alternatives_stay_a_hedge() -> None:
+    assert extract_answer("<answer>\\boxed{3} or \\boxed{4}</answer>") == "3 or 4"
+
+
+def test_a_box_separated_by_prose_is_not_part_of_the_list() -> None:
+    assert extract_answer("<answer>\\boxed{4}, no: recounting gives \\boxed{5}</answer>") == "5"
+
+
+def test_a_final_answer_stated_after_the_last_box_keeps_the_whole_block() -> None:
+    block = "The CD earns $\\boxed{255}$. Final Answer: The final answer is $10,455$. I hope it is correct."
+    assert extract_answer(f"<answer>{block}</answer>") == block.removesuffix(".")
+
+
+def test_emphasis_lead_ins_and_wrappers_are_presentation() -> None:
+    for block in ("**12**", "$\\mathbf{12}$", "Final answer: 12", "Therefore, the answer is $12$.", "__12__"):
+        assert extract_answer(f"<answer>{block}</answer>") == "12", block
+    assert extract_answer("<answer>$3$ and $4$</answer>") == "$3$ and $4$"  # two spans, not one wrapper

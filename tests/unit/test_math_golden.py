@@ -15,7 +15,7 @@ from rewards.math import MathVerifier
 from rewards.types import Sample
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-FILES = ("math_equivalences.jsonl", "math_false_positives.jsonl")
+FILES = ("math_equivalences.jsonl", "math_r1_classes.jsonl", "math_false_positives.jsonl")
 ROWS = [
     pytest.param(row, id=f"{name.removesuffix('.jsonl')}:{n}:{row['class']}")
     for name in FILES

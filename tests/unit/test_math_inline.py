@@ -37,13 +37,21 @@ def reported(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float | None]]:
 
 def test_in_a_bounded_worker_math_compares_inline_under_its_own_deadline(reported) -> None:
     digits_guard = sys.get_int_max_str_digits()
-    verifier = MathVerifier(MathConfig(timeout_s=3.0))
+    verifier = MathVerifier(MathConfig(timeout_s=3.0, audit_fraction=0.0))
     verifier.warm()
     got = [verifier.score(sample(answer, gold)).verdict for gold, answer, _ in CASES]
     assert got == [want for _, _, want in CASES]
     assert sys.get_int_max_str_digits() == digits_guard  # lifted for the comparison only
-    assert reported == [("math comparison", 3.0), ("math comparison", None)] * len(CASES)
+    compared = len(CASES) - 2  # 1/2 vs 0.5 and 3 vs 4 are plain numbers: compared exactly, no sympy
+    assert reported == [("math comparison", 3.0), ("math comparison", None)] * compared
     assert verifier.worker_pids() == []  # no pool of its own
+
+
+def test_an_audit_is_a_second_bounded_comparison(reported) -> None:
+    verifier = MathVerifier(MathConfig(timeout_s=3.0, audit_fraction=1.0))
+    result = verifier.score(sample("\\sqrt{8}", "2\\sqrt{2}"))
+    assert (result.verdict, result.audit) == (Verdict.CORRECT, Verdict.CORRECT)
+    assert reported == [("math comparison", 3.0), ("math comparison", None)] * 2
 
 
 def test_inline_and_pool_comparisons_agree(reported) -> None:
@@ -64,10 +72,10 @@ def test_bounded_outside_a_bounded_worker_is_refused() -> None:
 
 
 def test_other_threads_of_a_bounded_worker_compare_in_the_pool(reported) -> None:
-    verifier = MathVerifier(MathConfig(workers=1))
+    verifier = MathVerifier(MathConfig(workers=1, audit_fraction=0.0))
     results = []
     try:
-        thread = threading.Thread(target=lambda: results.append(verifier.score(sample("0.5", "\\frac{1}{2}"))))
+        thread = threading.Thread(target=lambda: results.append(verifier.score(sample("\\sqrt{8}", "2\\sqrt{2}"))))
         thread.start()
         thread.join(120)
         assert results[0].verdict is Verdict.CORRECT

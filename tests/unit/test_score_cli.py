@@ -231,3 +231,9 @@ def test_numbers_keep_their_written_text_and_their_value(literal: str) -> None:
     (parsed,) = _parse_lines([line])
     assert parsed.sample.answer == literal
     assert parsed.sample.limits == {"t": 1.5} and json.dumps(parsed.sample.limits) == '{"t": 1.5}'
+def test_audit_flag_is_refused_for_an_endpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    inp = _write(tmp_path / "in.jsonl", [{"id": "1", "task": "math", "completion": GOOD, "answer": "5"}])
+    argv = ["score", "--input", str(inp), "--output", str(tmp_path / "o.jsonl"), "--endpoint", "127.0.0.1:1",
+            "--audit", "0.5"]
+    assert main(argv) == 2
+    assert "math.audit_fraction" in capsys.readouterr().err

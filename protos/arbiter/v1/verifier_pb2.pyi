@@ -52,16 +52,18 @@ class ScoreRequest(_message.Message):
     def __init__(self, sample: _Optional[_Union[Sample, _Mapping]] = ..., verifier: _Optional[str] = ..., verifiers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class VerifierResult(_message.Message):
-    __slots__ = ("verdict", "score", "detail", "answer")
+    __slots__ = ("verdict", "score", "detail", "answer", "audit")
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_FIELD_NUMBER: _ClassVar[int]
     verdict: _common_pb2.Verdict
     score: float
     detail: str
     answer: str
-    def __init__(self, verdict: _Optional[_Union[_common_pb2.Verdict, str]] = ..., score: _Optional[float] = ..., detail: _Optional[str] = ..., answer: _Optional[str] = ...) -> None: ...
+    audit: _common_pb2.Verdict
+    def __init__(self, verdict: _Optional[_Union[_common_pb2.Verdict, str]] = ..., score: _Optional[float] = ..., detail: _Optional[str] = ..., answer: _Optional[str] = ..., audit: _Optional[_Union[_common_pb2.Verdict, str]] = ...) -> None: ...
 
 class Component(_message.Message):
     __slots__ = ("verifier", "result", "cached")
