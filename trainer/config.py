@@ -141,6 +141,31 @@ class RolloutConfig:
 
 
 @dataclass(frozen=True)
+class LearnerConfig:
+    """The learner group: `ranks` processes, one torch.distributed rank each, the policy sharded with FSDP2."""
+
+    ranks: int = 1
+    """Learner processes (NCCL on CUDA, gloo on CPU). Ranks > 1, a cluster with GPUs or `resources` put
+    them in Ray actors; one rank on a CPU cluster trains in the driver process (same code, no actor)."""
+    num_cpus_per_rank: float = 1.0
+    """CPU slots each learner actor asks Ray for; on a cluster with GPUs each also asks for one GPU."""
+    resources: dict[str, float] = field(default_factory=dict)
+    """Ray custom resources each learner actor asks for, e.g. {learner: 1}: pins the ranks to the nodes
+    that advertise them (deploy/kuberay's learner group)."""
+    micro_batch_tokens: int | None = None
+    """Forward and backward in micro-batches of at most this many padded (prompt + completion) tokens,
+    gradients accumulated, so memory is bounded by this budget and not by the step's batch; a sequence
+    longer than the budget is a micro-batch of its own. Null: each rank's share of a step at once."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """'bf16' computes in bfloat16 (FSDP2's mixed-precision policy) with fp32 master weights, gradient
+    reduction and optimizer state."""
+    gradient_checkpointing: bool = False
+    """Recompute each decoder layer's activations in the backward pass: less memory, about a third more compute."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """'auto' is CUDA when the rank sees a GPU, else CPU."""
+
+
+@dataclass(frozen=True)
 class RewardsConfig:
     backend: Literal["serve", "standalone", "inprocess"] = "serve"
     """'serve': verifier apps deployed on the Ray cluster, reached through the services client;
@@ -202,6 +227,7 @@ class TrainConfig:
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
     rewards: RewardsConfig = field(default_factory=RewardsConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
@@ -215,6 +241,10 @@ class TrainConfig:
             (g.max_staleness >= 0, "grpo.max_staleness: must be >= 0"),
             (g.temperature > 0, "grpo.temperature: must be > 0"),
             (self.rollout.num_workers >= 1, "rollout.num_workers: must be at least 1"),
+            (self.learner.ranks >= 1, "learner.ranks: must be at least 1"),
+            (self.learner.num_cpus_per_rank > 0, "learner.num_cpus_per_rank: must be > 0"),
+            (self.learner.micro_batch_tokens is None or self.learner.micro_batch_tokens >= 1,
+             "learner.micro_batch_tokens: must be at least 1 (or null: no micro-batches)"),
             (
                 1 <= self.rollout.chunks_per_step <= g.prompts_per_step,
                 "rollout.chunks_per_step: must be between 1 and grpo.prompts_per_step",

@@ -1,8 +1,8 @@
-"""One GRPO update from a scored batch, and the per-step metrics.
+"""The driver's side of a GRPO update: which groups count, the learning rate, the per-step metrics.
 
-    completions -> logps of the current policy (B, T) (+ of the reference)     `policy_forward`: needs no rewards
-    rewards (B,) -> group advantages (B,)
-    -> clipped surrogate against the sampling log-probs (+ k3 KL to the reference) -> AdamW step   `grpo_update`
+    rewards (B,) -> group advantages (B,), once over the full batch          trainer/learner_group.py
+    -> per rank, per micro-batch: clipped surrogate against the sampling
+       log-probs (+ k3 KL to the reference) -> backward -> AdamW step         trainer/learner_rank.py
 """
 
 from __future__ import annotations
@@ -18,10 +18,7 @@ import torch
 from rewards.types import Verdict
 from trainer.advantages import group_advantages
 from trainer.config import GRPOConfig
-from trainer.loss import grpo_loss, loss_stats
 from trainer.pipeline import Group
-from trainer.policy import completion_logps, make_batch
-from trainer.rollout import Completion
 
 
 @dataclass
@@ -50,6 +47,23 @@ def informative_groups(groups: list[Group]) -> list[int]:
     return [i for i, g in enumerate(groups) if len({s.reward for s in g.scores if s.reward is not None}) > 1]
 
 
+def step_advantages(groups: list[Group], cfg: GRPOConfig, step_seed: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """-> (advantages (B,), keep (B,) bool, groups kept): computed once over the full batch, of the
+    groups dynamic sampling keeps (the others are outside the loss), rows in the order of `groups`."""
+    g = cfg.group_size
+    kept = informative_groups(groups) if cfg.dynamic_sampling else list(range(len(groups)))
+    advantages = torch.zeros(len(groups) * g)  # (B,)
+    keep = torch.zeros(len(groups) * g, dtype=torch.bool)  # (B,)
+    if kept:
+        rewards = batch_rewards([groups[i] for i in kept])
+        if cfg.shuffle_rewards:
+            rewards = shuffled(rewards, step_seed)
+        rows = torch.tensor([i * g + j for i in kept for j in range(g)])
+        advantages[rows] = group_advantages(rewards, g, cfg.scale_rewards).float()
+        keep[rows] = True
+    return advantages, keep, len(kept)
+
+
 def learning_rate(cfg: GRPOConfig, step: int) -> float:
     """Linear warm-up, then constant or cosine decay to min_lr_ratio at the last step."""
     if step < cfg.warmup_steps:
@@ -59,75 +73,6 @@ def learning_rate(cfg: GRPOConfig, step: int) -> float:
     progress = (step - cfg.warmup_steps) / max(1, cfg.steps - 1 - cfg.warmup_steps)
     cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return cfg.learning_rate * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
-
-
-@dataclass
-class PolicyForward:
-    """The current policy's log-probs of a step's completions, with the graph for the backward pass."""
-
-    logps: torch.Tensor  # (B, T)
-    old_logps: torch.Tensor  # (B, T) from the generating policy; padding positions are 0 and masked out
-    ref_logps: torch.Tensor | None  # (B, T)
-    mask: torch.Tensor  # (B, T)
-
-    def rows(self, index: torch.Tensor) -> PolicyForward:
-        ref = None if self.ref_logps is None else self.ref_logps[index]
-        return PolicyForward(self.logps[index], self.old_logps[index], ref, self.mask[index])
-
-
-def policy_forward(model: Any, ref_model: Any | None, tokenizer: Any, completions: list[Completion],
-                   cfg: GRPOConfig) -> PolicyForward:
-    """The forward passes of an update; they need no rewards, so they can run while scoring finishes."""
-    batch = make_batch(tokenizer, [c.prompt.prompt for c in completions], [list(c.token_ids) for c in completions])
-    old_logps = torch.zeros(batch.completion_ids.shape)  # (B, T)
-    for i, c in enumerate(completions):
-        old_logps[i, : len(c.logps)] = torch.tensor(c.logps)
-    model.train()
-    logps = completion_logps(model, batch, cfg.temperature)  # (B, T)
-    ref_logps = None
-    if cfg.beta != 0.0 and ref_model is not None:
-        with torch.no_grad():
-            ref_logps = completion_logps(ref_model, batch, cfg.temperature)  # (B, T)
-    return PolicyForward(logps, old_logps, ref_logps, batch.completion_mask)
-
-
-def grpo_update(
-    model: Any,
-    optimizer: torch.optim.Optimizer,
-    forward: PolicyForward,
-    groups: list[Group],
-    cfg: GRPOConfig,
-    step: int,
-    step_seed: int,
-) -> UpdateResult:
-    """`forward` holds the rows of `groups`' completions in order (group i: rows i*G .. i*G+G-1)."""
-    if cfg.dynamic_sampling:
-        kept = informative_groups(groups)
-        forward = forward.rows(torch.tensor([i * cfg.group_size + j for i in kept for j in range(cfg.group_size)],
-                                            dtype=torch.long))
-        groups = [groups[i] for i in kept]
-    if not groups:  # nothing to learn from this step: the weights stay, the step still counts
-        return UpdateResult(0.0, 0.0, 0.0, 1.0, 0, 0.0)
-    rewards = batch_rewards(groups)
-    if cfg.shuffle_rewards:
-        rewards = shuffled(rewards, step_seed)
-    advantages = group_advantages(rewards, cfg.group_size, cfg.scale_rewards).float()  # (B,)
-    loss = grpo_loss(
-        forward.logps, forward.old_logps, forward.ref_logps, advantages, forward.mask,
-        loss_type=cfg.loss_type, beta=cfg.beta, epsilon_low=cfg.epsilon_low, epsilon_high=cfg.epsilon_high,
-        max_completion_length=cfg.max_completion_tokens, num_items_in_batch=forward.mask.sum(),
-        kl_bias_correction=cfg.kl_bias_correction,
-    )
-    for group in optimizer.param_groups:  # a pure function of the step, so resuming needs no scheduler state
-        group["lr"] = learning_rate(cfg, step)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-    optimizer.step()
-    stats = loss_stats(forward.logps.detach(), forward.old_logps, forward.ref_logps, advantages, forward.mask,
-                       epsilon_low=cfg.epsilon_low, epsilon_high=cfg.epsilon_high)
-    return UpdateResult(loss.item(), stats.kl_mean, stats.clip_fraction, stats.ratio_mean, len(groups),
-                        float(grad_norm))
 
 
 def _mean(values: list[float]) -> float | None:

@@ -94,6 +94,18 @@ def pad_completions(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tens
     return ids, mask
 
 
+def pad_prompts(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded prompt token ids -> (ids (B, P), mask (B, P)), the layout `encode_prompts` makes."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, s in enumerate(sequences):
+        if s:
+            ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+            mask[i, width - len(s) :] = 1
+    return ids, mask
+
+
 def make_batch(tokenizer: PreTrainedTokenizerBase, prompts: list[str], completions: list[list[int]]) -> Batch:
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts)
     completion_ids, completion_mask = pad_completions(completions, tokenizer.pad_token_id)

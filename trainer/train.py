@@ -51,9 +51,15 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and checkpoint.latest(output) is None:
         print(f"arbiter train: --resume: no checkpoint in {output / 'checkpoints'}")
         return 2
+    from trainer.learner_group import LearnerRankDied
+
     start = time.perf_counter()
-    rows = train(cfg, prompts, routing, output, resume=args.resume, progress=not args.no_progress,
-                 eval_prompts=eval_prompts)
+    try:
+        rows = train(cfg, prompts, routing, output, resume=args.resume, progress=not args.no_progress,
+                     eval_prompts=eval_prompts)
+    except LearnerRankDied as exc:
+        print(f"arbiter train: {exc}")
+        return 1
     print(summary(rows, time.perf_counter() - start, output))
     return 0
 
@@ -138,6 +144,7 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
     Start-up overlaps: once Ray is up, the rollout actors boot and the verifiers deploy on Serve
     in the background while the cold-start SFT runs here.
     """
+    from trainer.learner_group import LearnerGroup
     from trainer.policy import limit_threads, load_checkpoint, load_policy
     from trainer.reward_client import prepare_serve, shutdown_serve
     from trainer.rollout import start_workers
@@ -152,6 +159,7 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
     started_ray = connect_ray(cfg)
     started_serve = False
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deploy")
+    learner = None
     try:
         deploying = pool.submit(prepare_serve, cfg.rewards, routing, output)
         sft_dir = checkpoint.checkpoint_dir(output) / "sft"
@@ -171,22 +179,22 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
             model.save_pretrained(sft_dir)
             tokenizer.save_pretrained(sft_dir)
             (output / "metrics.jsonl").write_text("")
-        ref_model = None
-        if cfg.grpo.beta != 0.0:
-            ref_model, _ = load_checkpoint(sft_dir)
-            ref_model.eval().requires_grad_(False)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.grpo.learning_rate,
-                                      weight_decay=cfg.grpo.weight_decay)
+        ref_weights = load_checkpoint(sft_dir)[0].state_dict() if cfg.grpo.beta != 0.0 else None
+        learner = LearnerGroup.start(cfg.learner, cfg.grpo, model, ref_weights, tokenizer,
+                                     checkpoint.shards(resume_from) if resume_from is not None else None)
         first_step = 0
         if resume_from is not None:
-            first_step = checkpoint.restore(resume_from, optimizer).step
+            first_step = checkpoint.restore(resume_from).step
             log.info("resumed from %s at step %d", resume_from, first_step)
             keep_rows_before(output / "metrics.jsonl", first_step)
         rewards_cfg, started_serve = deploying.result()
-        log.info("start-up done in %.1fs (Ray, verifiers, rollout actors, cold start)", time.perf_counter() - started)
-        rows = asyncio.run(_grpo(cfg, rewards_cfg, model, ref_model, tokenizer, optimizer, workers, prompts, routing,
+        log.info("start-up done in %.1fs (Ray, verifiers, rollout and learner actors, cold start)",
+                 time.perf_counter() - started)
+        rows = asyncio.run(_grpo(cfg, rewards_cfg, model, tokenizer, learner, workers, prompts, routing,
                                  output, first_step, started, progress, eval_prompts or []))
     finally:
+        if learner is not None:
+            learner.close()
         pool.shutdown(wait=True)
         if started_serve:
             shutdown_serve()
@@ -200,23 +208,31 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
     return rows
 
 
-async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_model: Any, tokenizer: Any,
-                optimizer: torch.optim.Optimizer, workers: list[Any], prompts: list[PromptItem], routing: RoutingConfig,
+async def _save_checkpoint(output: Path, step: int, learner: Any, weights: Any, model: Any, tokenizer: Any,
+                           keep: int) -> None:
+    """The ranks' shards, then the full model (the weights just published) with the step."""
+    staged = checkpoint.stage(output, step)
+    await learner.save(checkpoint.shards(staged))
+    model.load_state_dict(await weights)
+    checkpoint.commit(output, step, staged, model, tokenizer, keep)
+
+
+async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, tokenizer: Any, learner: Any,
+                workers: list[Any], prompts: list[PromptItem], routing: RoutingConfig,
                 output: Path, first_step: int, started: float, progress: bool,
                 eval_prompts: list[PromptItem]) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
     from trainer.evaluate import evaluate_policy
-    from trainer.learner import grpo_update, learning_rate, policy_forward, reward_metrics
+    from trainer.learner import learning_rate, reward_metrics
     from trainer.pipeline import Pipeline
     from trainer.reward_client import open_reward_client
-    from trainer.rollout import publish_weights
 
     primary = {task: route[0].verifier for task, route in routing.tasks.items()}
     rows: list[dict[str, Any]] = []
     bar = tqdm(total=cfg.grpo.steps, initial=first_step, disable=not progress, desc="grpo", unit="step")
     async with open_reward_client(rewards_cfg, routing, output) as rewards:
-        pipeline = Pipeline(cfg, workers, rewards, prompts, first_step, publish_weights(model))
+        pipeline = Pipeline(cfg, workers, rewards, prompts, first_step, await learner.publish())
         pipeline.start()
         try:
             last_end = time.monotonic()
@@ -224,15 +240,13 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_mo
                 wait_start = time.monotonic()
                 rollouts = await pipeline.next_rollouts()
                 generated = time.monotonic()
-                forward = await asyncio.to_thread(policy_forward, model, ref_model, tokenizer, rollouts.completions,
-                                                  cfg.grpo)
+                await learner.prepare(rollouts.completions)
                 forward_done = time.monotonic()
-                batch = await rollouts.scored  # scoring went on during the forward pass
+                batch = await rollouts.scored  # scoring went on during the first forward pass
                 scored = time.monotonic()
-                update = await asyncio.to_thread(
-                    grpo_update, model, optimizer, forward, batch.groups, cfg.grpo, step, cfg.seed * 1_000_003 + step,
-                )
-                await pipeline.publish(publish_weights(model))
+                update = await learner.update(batch.groups, step, cfg.seed * 1_000_003 + step)
+                weights = await learner.publish()
+                await pipeline.publish(weights)
                 done = step + 1
                 evaluation = {}
                 if eval_prompts and (done % cfg.eval.every_steps == 0 or done == cfg.grpo.steps):
@@ -268,7 +282,8 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, ref_mo
                                 refresh=False)
                 bar.update(1)
                 if done % cfg.output.checkpoint_every_steps == 0 or done == cfg.grpo.steps:
-                    checkpoint.save(output, done, model, tokenizer, optimizer, cfg.output.keep_checkpoints)
+                    await _save_checkpoint(output, done, learner, weights, model, tokenizer,
+                                           cfg.output.keep_checkpoints)
         finally:
             bar.close()
             await pipeline.close()
