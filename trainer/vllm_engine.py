@@ -159,6 +159,7 @@ class VLLMGenerator:
                seed: int) -> Iterator[tuple[int, list[Sampled]]]:
         """-> (prompt index, its G samples) as each prompt's group finishes."""
         from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
 
         engine = self.llm.llm_engine
         ids = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
@@ -166,7 +167,8 @@ class VLLMGenerator:
         for i, prompt_ids in enumerate(ids):
             params = SamplingParams(n=group_size, temperature=temperature, top_p=1.0, top_k=0,
                                     max_tokens=max_new_tokens, logprobs=0, seed=seed + i, detokenize=False,
-                                    stop_token_ids=[self.tokenizer.eos_token_id])
+                                    stop_token_ids=[self.tokenizer.eos_token_id],
+                                    output_kind=RequestOutputKind.FINAL_ONLY)  # a group once all G finish
             self._requests += 1
             request_id = f"r{self._requests}"
             index[request_id] = i
