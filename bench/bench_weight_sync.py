@@ -87,7 +87,8 @@ def measure(hidden: int, layers: int, engines: int, rounds: int) -> tuple[int, f
             start = time.perf_counter()
             asyncio.run(_broadcast(group, model, specs, workers, version))
             via_broadcast.append(time.perf_counter() - start)
-        return sum(p.numel() for p in model.parameters()), statistics.median(via_store), statistics.median(via_broadcast)
+        params = sum(p.numel() for p in model.parameters())
+        return params, statistics.median(via_store), statistics.median(via_broadcast)
     finally:
         for w in workers:
             ray.kill(w)
