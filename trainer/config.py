@@ -144,8 +144,8 @@ class RolloutConfig:
     weight_sync: Literal["object_store", "broadcast"] = "object_store"
     """How new weights reach the engines after each update. 'object_store': rank 0 puts the state dict in
     Ray's object store once and each actor fetches it before its next chunk. 'broadcast': rank 0
-    broadcasts it over a torch.distributed group of rank 0 and every actor (NCCL on GPUs, gloo on CPU),
-    received through vLLM's weight-transfer interface; no copy through the object store. A broadcast group
+    broadcasts it over a torch.distributed group of rank 0 and every actor (NCCL on GPUs, gloo on CPU;
+    a vLLM engine receives through vLLM's weight-transfer interface); no copy through the object store. A broadcast group
     has a fixed membership: a lost actor ends the run (object_store survives it)."""
     vllm_memory_utilization: float | None = None
     """vLLM's gpu_memory_utilization: the share of GPU memory (on the CPU build: of host memory) the engine

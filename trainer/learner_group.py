@@ -6,6 +6,8 @@
     update(groups, step): advantages once over     update(advantages, keep, lr): the step's normalisers
       the full batch, each rank its rows' share      all-reduced, forward/backward per micro-batch, AdamW
     publish(): the full weights, once a version    full_state_dict() (rank 0 holds it) -> ray.put
+    broadcast(workers): the same, sent from rank 0 full_state_dict() -> rank 0 broadcasts it to the
+      to every rollout actor at once               actors (trainer/weight_sync.py; rollout.weight_sync)
     save(dir): a sharded checkpoint                dcp.save, each rank its shard
 
 Where ranks run: more than one rank, a cluster with GPUs, or `learner.resources` -> one Ray actor
