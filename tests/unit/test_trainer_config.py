@@ -78,3 +78,18 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     path.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="<root>: expected a mapping"):
         load_config(path)
+
+
+def test_learner_keys_are_checked_by_name() -> None:
+    cfg = load_config(None, parse_overrides(["learner.ranks=2", "learner.micro_batch_tokens=256",
+                                             "learner.precision=bf16", "learner.resources={learner: 1}"]))
+    assert (cfg.learner.ranks, cfg.learner.micro_batch_tokens, cfg.learner.precision) == (2, 256, "bf16")
+    assert cfg.learner.resources == {"learner": 1.0}
+    with pytest.raises(ConfigError, match=r"learner\.ranks: must be at least 1"):
+        from_dict(TrainConfig, {"learner": {"ranks": 0}})
+    with pytest.raises(ConfigError, match=r"learner\.micro_batch_tokens: must be at least 1"):
+        from_dict(TrainConfig, {"learner": {"micro_batch_tokens": 0}})
+    with pytest.raises(ConfigError, match=r"learner\.precision: expected one of"):
+        from_dict(TrainConfig, {"learner": {"precision": "fp16"}})
+    with pytest.raises(ConfigError, match=r"learner\.device: expected one of"):
+        from_dict(TrainConfig, {"learner": {"device": "tpu"}})
