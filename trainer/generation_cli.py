@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rewards.compose import ScoredSample
 from rewards.routing import RoutingConfig
-from trainer.config import RewardsConfig
+from trainer.config import RewardsConfig, load_config, parse_overrides
 from trainer.data import DataError, PromptItem, load_prompts
 
 INPUT_ERRORS = (DataError, FileNotFoundError, ValueError)
@@ -19,7 +19,8 @@ INPUT_ERRORS = (DataError, FileNotFoundError, ValueError)
 
 def add_common_arguments(parser: argparse.ArgumentParser, samples_help: str) -> None:
     parser.add_argument("--model", required=True, help="checkpoint directory (save_pretrained layout)")
-    parser.add_argument("--prompts", required=True, help='JSONL {"id", "prompt", "answer", "task"}')
+    parser.add_argument("--prompts", required=True,
+                        help='JSONL or Parquet prompt file (default fields: "id", "prompt", "answer", "task")')
     parser.add_argument("-k", "--samples", type=int, default=8, help=samples_help)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--max-new-tokens", type=int, default=64)
@@ -29,6 +30,11 @@ def add_common_arguments(parser: argparse.ArgumentParser, samples_help: str) -> 
                         help="verifiers: a gRPC server on 127.0.0.1 (default), Ray Serve, or in-process")
     parser.add_argument("--endpoint", default=None, help="host:port of running verifier services (overrides --backend)")
     parser.add_argument("--routing", default=None, help="routing YAML (default: rewards DEFAULT_ROUTING)")
+    parser.add_argument("--config", default=None,
+                        help="a training config: --prompts is read with its data.* fields and rendered as training "
+                             "rendered them (data.template, model.chat_template, model.system_prompt)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one key of that config, e.g. --set data.prompt_field=question")
 
 
 @dataclass
@@ -45,11 +51,14 @@ def generate_and_score(args: argparse.Namespace) -> Generated:
     """Inputs are read and checked before any generation, so a bad path fails at once."""
     from trainer.policy import limit_threads, load_checkpoint, sample
     from trainer.reward_client import score_blocking
+    from trainer.templates import render_prompts
 
     limit_threads()
-    prompts = load_prompts(args.prompts)
+    cfg = load_config(args.config, parse_overrides(args.set))
+    raw_prompts = load_prompts(args.prompts, cfg.data)
     routing = RoutingConfig.load_or_default(args.routing)
     model, tokenizer = load_checkpoint(args.model)
+    prompts = render_prompts(raw_prompts, cfg.model, cfg.data, tokenizer)
     model.eval()
     texts: list[list[str]] = []
     for start in range(0, len(prompts), args.batch_prompts):

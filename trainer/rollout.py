@@ -148,9 +148,9 @@ class RolloutWorker:
         self.generator.join(None, 0)
         self.version = -1
 
-    def ready(self) -> bool:
-        """Answers once the actor is up (again): how a restarted actor is seen to be back."""
-        return True
+    def ready(self) -> int:
+        """Answers once the actor is up (again), with its process id: how a restarted actor is seen back."""
+        return os.getpid()
 
     def join_broadcast(self, address: SyncAddress, rank: int, specs: list[TensorSpec]) -> None:
         """Join learner rank 0's weight-sync group as `rank` (returns once every member has joined)."""
@@ -273,6 +273,8 @@ class RolloutPool:
                     done.add(remaining[group.position])
                     yield replace(group, position=remaining[group.position]), retries
             except LOST as exc:
+                if getattr(exc, "actor_init_failed", False):
+                    raise  # its __init__ raised: a broken set-up, which a restart would only repeat
                 retries += 1
                 self._lose(index, exc)
             finally:
@@ -304,7 +306,7 @@ class RolloutPool:
     def _lose(self, index: int, exc: BaseException) -> None:
         if index in self._lost:
             return
-        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        why = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())[:400] or type(exc).__name__
         self._lost[index] = why
         log.warning("rollout worker %d lost (%s); its chunks go to the live workers until Ray restarts it",
                     index, why)

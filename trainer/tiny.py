@@ -70,7 +70,8 @@ def cold_start_examples(prompts: list[PromptItem], n: int, correct_fraction: flo
         p = rng.choice(prompts)
         match = _EXPRESSION.search(p.prompt)
         if match is None:
-            raise ValueError(f"prompt {p.id}: no arithmetic expression like '3+4' to build a cold-start example from")
+            raise ValueError(f"prompt {p.id}: no arithmetic expression like '3+4' to build a cold-start example from "
+                             "(generated examples are the tiny task's: give sft.data, or sft.steps: 0)")
         c = p.answer if rng.random() < correct_fraction else rng.choice(answers)
         out.append({"prompt": p.prompt, "completion": f"<think>{match.group(0)}={c}</think><answer>{c}</answer>"})
     return out

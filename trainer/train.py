@@ -25,6 +25,7 @@ from rewards.routing import RoutingConfig
 from trainer import checkpoint
 from trainer.config import ConfigError, RewardsConfig, TrainConfig, load_config, parse_overrides, resolve_path
 from trainer.data import DataError, PromptItem, load_prompts, load_sft
+from trainer.evaluate import evaluate_policy
 
 log = logging.getLogger("arbiter.train")
 
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config, parse_overrides(args.set))
         routing = RoutingConfig.from_dict({"tasks": cfg.rewards.routing}, source="rewards.routing")
-        prompts, eval_prompts = load_run_prompts(cfg, routing)
+        prompts = load_run_prompts(cfg, routing)
     except (ConfigError, DataError, ValueError, OSError) as exc:
         print(f"arbiter train: {exc}")
         return 2
@@ -55,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
-        rows = train(cfg, prompts, routing, output, resume=args.resume, progress=not args.no_progress,
-                     eval_prompts=eval_prompts)
+        rows = train(cfg, prompts, routing, output, resume=args.resume, progress=not args.no_progress)
     except LearnerRankDied as exc:
         print(f"arbiter train: {exc}")
         return 1
@@ -67,21 +67,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_run_prompts(cfg: TrainConfig, routing: RoutingConfig) -> tuple[list[PromptItem], list[PromptItem]]:
-    """The training and eval prompts as the policy reads them (trainer/templates.py), each task routed;
-    read before Ray starts, so a bad file or field fails at once."""
+def load_run_prompts(cfg: TrainConfig, routing: RoutingConfig) -> list[PromptItem]:
+    """The training prompts as the policy reads them. They and the eval prompts (which the run reads
+    where it evaluates) are read before Ray starts, so a bad file or field fails at once."""
     from trainer.policy import load_tokenizer
-    from trainer.templates import render_prompts
 
     tokenizer = load_tokenizer(cfg.model)
-    loaded = []
-    for path in (cfg.data.prompts, cfg.eval.prompts):
-        items = [] if path is None else load_prompts(resolve_path(path), cfg.data)
-        unrouted = sorted({p.task for p in items} - set(routing.tasks))
-        if unrouted:
-            raise ConfigError(f"rewards.routing: no route for task {unrouted[0]!r} used in {path}")
-        loaded.append(render_prompts(items, cfg.model, cfg.data, tokenizer))
-    return loaded[0], loaded[1]
+    read_eval_prompts(cfg, routing, tokenizer)
+    return read_prompts(cfg, cfg.data.prompts, routing, tokenizer)
+
+
+def read_prompts(cfg: TrainConfig, path: str, routing: RoutingConfig, tokenizer: Any) -> list[PromptItem]:
+    """A prompt file read with the data.* fields, every task routed, rendered (trainer/templates.py)."""
+    from trainer.templates import render_prompts
+
+    items = load_prompts(resolve_path(path), cfg.data)
+    unrouted = sorted({p.task for p in items} - set(routing.tasks))
+    if unrouted:
+        raise ConfigError(f"rewards.routing: no route for task {unrouted[0]!r} used in {path}")
+    return render_prompts(items, cfg.model, cfg.data, tokenizer)
+
+
+def read_eval_prompts(cfg: TrainConfig, routing: RoutingConfig, tokenizer: Any) -> list[PromptItem]:
+    return [] if cfg.eval.prompts is None else read_prompts(cfg, cfg.eval.prompts, routing, tokenizer)
 
 
 def summary(rows: list[dict[str, Any]], wall_s: float, output: Path) -> str:
@@ -139,10 +147,10 @@ def cold_start(cfg: TrainConfig, model: Any, tokenizer: Any, prompts: list[Promp
 
 
 def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, output: Path, *, resume: bool = False,
-          progress: bool = True, eval_prompts: list[PromptItem] | None = None) -> list[dict[str, Any]]:
+          progress: bool = True) -> list[dict[str, Any]]:
     """Run (or resume) a training run; returns this invocation's metrics rows.
 
-    `prompts` and `eval_prompts` are rendered for the policy already (`load_run_prompts`).
+    `prompts` are as the policy reads them (`load_run_prompts`); eval.prompts is read here.
 
     Start-up overlaps: once Ray is up, the rollout actors boot and the verifiers deploy on Serve
     in the background while the cold-start SFT runs here.
@@ -198,7 +206,7 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
         log.info("start-up done in %.1fs (Ray, verifiers, rollout and learner actors, cold start)",
                  time.perf_counter() - started)
         rows = asyncio.run(_grpo(cfg, rewards_cfg, model, tokenizer, learner, workers, engine, prompts, routing,
-                                 output, first_step, started, progress, eval_prompts or []))
+                                 output, first_step, started, progress))
     finally:
         if learner is not None:
             learner.close()
@@ -247,16 +255,15 @@ class _WeightSync:
 
 async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, tokenizer: Any, learner: Any,
                 workers: list[Any], engine: str, prompts: list[PromptItem], routing: RoutingConfig,
-                output: Path, first_step: int, started: float, progress: bool,
-                eval_prompts: list[PromptItem]) -> list[dict[str, Any]]:
+                output: Path, first_step: int, started: float, progress: bool) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
-    from trainer.evaluate import evaluate_policy
     from trainer.learner import learning_rate, reward_metrics
     from trainer.pipeline import Pipeline
     from trainer.reward_client import open_reward_client
 
     primary = {task: route[0].verifier for task, route in routing.tasks.items()}
+    eval_prompts = read_eval_prompts(cfg, routing, tokenizer)
     rows: list[dict[str, Any]] = []
     bar = tqdm(total=cfg.grpo.steps, initial=first_step, disable=not progress, desc="grpo", unit="step")
     async with open_reward_client(rewards_cfg, routing, output) as rewards:
@@ -276,10 +283,6 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, tokeni
                 update = await learner.update(batch.groups, step, cfg.seed * 1_000_003 + step)
                 weights = await sync.publish(step + 1)
                 await pipeline.publish(weights)
-                done = step + 1
-                evaluation = {}
-                if eval_prompts and (done % cfg.eval.every_steps == 0 or done == cfg.grpo.steps):
-                    evaluation = await evaluate_policy(pipeline, rewards, eval_prompts, routing, cfg, done)
                 end = time.monotonic()
                 step_time = end - last_end
                 row = {
@@ -303,15 +306,18 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, tokeni
                     "generate_s": batch.generate_s,
                     "chunk_score_s": batch.score_s,
                     "elapsed_s": time.perf_counter() - started,
-                    **evaluation,
                 }
                 last_end = end
+                if eval_prompts and ((step + 1) % cfg.eval.every_steps == 0 or step + 1 == cfg.grpo.steps):
+                    # The weights this step's update made (published above); its time counts in the next step.
+                    row.update(await evaluate_policy(pipeline, rewards, eval_prompts, routing, cfg, step + 1))
                 rows.append(row)
                 with (output / "metrics.jsonl").open("a") as f:
                     f.write(json.dumps(row) + "\n")
                 bar.set_postfix(reward=f"{row['reward_mean'] or 0:.2f}", acc=f"{row['accuracy_mean'] or 0:.2f}",
                                 refresh=False)
                 bar.update(1)
+                done = step + 1
                 if done % cfg.output.checkpoint_every_steps == 0 or done == cfg.grpo.steps:
                     await _save_checkpoint(output, done, learner, weights, model, tokenizer,
                                            cfg.output.keep_checkpoints)

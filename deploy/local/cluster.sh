@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A real multi-node Ray cluster on one machine: a head and three worker nodes, each its own
+# A real multi-node Ray cluster on one machine: a head and four worker nodes, each its own
 # `ray start` (own raylet, object store, node IP on the loopback range), advertising the same
 # custom resources as the KubeRay groups in deploy/kuberay/raycluster.yaml:
 #
@@ -7,6 +7,7 @@
 #   verifier-a  127.0.0.3  num-cpus 2  {"verifier": 2}
 #   verifier-b  127.0.0.4  num-cpus 2  {"verifier": 2}
 #   rollout     127.0.0.5  num-cpus 2  {"rollout_gpu": 2, "learner": 1}   (stands in for GPU nodes)
+#   rollout-b   127.0.0.6  num-cpus 2  {"rollout_gpu": 2}                 (a second, preemptible one)
 #
 # Not 127.0.0.1: Ray replaces that address with the machine's own network address, and all
 # traffic here must stay on loopback.
@@ -37,11 +38,12 @@ export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled} RAY_USAGE_STATS_ENABLED=0
 export RAY_health_check_period_ms=${RAY_health_check_period_ms:-1000}
 export RAY_health_check_failure_threshold=${RAY_health_check_failure_threshold:-3}
 
-NODES=(head verifier-a verifier-b rollout)
-declare -A IP=([head]=127.0.0.2 [verifier-a]=127.0.0.3 [verifier-b]=127.0.0.4 [rollout]=127.0.0.5)
-declare -A CPUS=([head]=1 [verifier-a]=2 [verifier-b]=2 [rollout]=2)
+NODES=(head verifier-a verifier-b rollout rollout-b)
+declare -A IP=([head]=127.0.0.2 [verifier-a]=127.0.0.3 [verifier-b]=127.0.0.4 [rollout]=127.0.0.5
+               [rollout-b]=127.0.0.6)
+declare -A CPUS=([head]=1 [verifier-a]=2 [verifier-b]=2 [rollout]=2 [rollout-b]=2)
 declare -A RESOURCES=([head]='{}' [verifier-a]='{"verifier": 2}' [verifier-b]='{"verifier": 2}'
-                      [rollout]='{"rollout_gpu": 2, "learner": 1}')
+                      [rollout]='{"rollout_gpu": 2, "learner": 1}' [rollout-b]='{"rollout_gpu": 2}')
 
 PORTS=()
 STARTED=()  # pids of the `ray start`s of this invocation

@@ -1,5 +1,6 @@
-"""A real four-node Ray cluster on one machine (deploy/local/cluster.sh): work lands where the
-custom resources say, and losing a verifier node mid-run loses no sample.
+"""A real five-node Ray cluster on one machine (deploy/local/cluster.sh): work lands where the
+custom resources say, losing a verifier node mid-run loses no sample, and losing a rollout node
+mid-run loses no group (its chunks are generated again on the live rollout actor).
 
 Each node is its own `ray start` (raylet, object store, loopback address 127.0.0.2-5). The
 verifier app is deployed from the RayService's serveConfigV2 through the dashboard's REST API,
@@ -38,7 +39,8 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_SH = REPO / "deploy" / "local" / "cluster.sh"
 RAYSERVICE = REPO / "deploy" / "kuberay" / "rayservice.yaml"
-ROLES = {"head": set(), "verifier-a": {"verifier"}, "verifier-b": {"verifier"}, "rollout": {"rollout_gpu", "learner"}}
+ROLES = {"head": set(), "verifier-a": {"verifier"}, "verifier-b": {"verifier"}, "rollout": {"rollout_gpu", "learner"},
+         "rollout-b": {"rollout_gpu"}}
 DEPLOY_TIMEOUT_S = 180.0
 
 
@@ -103,7 +105,7 @@ def cluster() -> Iterator[LocalCluster]:
 def math_app_config(grpc_port: int, http_port: int) -> dict[str, Any]:
     """The RayService's serveConfigV2 cut to its `math` app, two one-core replicas, proxy on the head.
 
-    One app keeps four nodes on two cores light (clients need no `application` metadata);
+    One app keeps five nodes on two cores light (clients need no `application` metadata);
     HeadOnly, because every node here shares one machine and per-node proxies would contend for
     the same ports.
     """
@@ -138,12 +140,18 @@ def math_app(cluster: LocalCluster) -> str:
         time.sleep(2)
 
 
-def placement(cluster: LocalCluster) -> dict[str, list[str]]:
-    """class name -> names of the nodes its live actors run on (printed: where each actor ran)."""
+def actor_nodes(cluster: LocalCluster) -> dict[str, list[str]]:
+    """class name -> names of the nodes its live actors run on."""
     ip_of = {node.node_id: node.node_ip for node in list_nodes(address=cluster.dashboard)}
     where: dict[str, list[str]] = {}
     for actor in list_actors(address=cluster.dashboard, filters=[("state", "=", "ALIVE")], limit=1000):
         where.setdefault(actor.class_name, []).append(cluster.node_of_ip(ip_of[actor.node_id]))
+    return where
+
+
+def placement(cluster: LocalCluster) -> dict[str, list[str]]:
+    """`actor_nodes`, printed: where each actor ran."""
+    where = actor_nodes(cluster)
     for class_name, nodes in sorted(where.items()):
         print(f"placement: {class_name:<40} on {', '.join(sorted(nodes))}")
     return where
@@ -173,7 +181,8 @@ def test_verifier_replicas_land_only_on_verifier_nodes(cluster: LocalCluster, ma
     assert where["ServeController"] == ["head"] and where["ProxyActor"] == ["head"]
 
 
-TRAIN_STEPS = 40  # ~0.2 s each here: long enough that the node loss lands mid-run
+TRAIN_STEPS = 40  # ~0.2 s each here: long enough that both node losses land mid-run
+PROMPTS_PER_STEP = 8
 
 
 def train_config(path: Path, endpoint: str) -> Path:
@@ -184,7 +193,8 @@ def train_config(path: Path, endpoint: str) -> Path:
         "model": {"init": "tiny"},
         "sft": {"steps": 20},
         "data": {"prompts": str(REPO / "examples" / "arith_prompts.jsonl")},
-        "grpo": {"steps": TRAIN_STEPS, "prompts_per_step": 8, "group_size": 4, "max_completion_tokens": 16},
+        "grpo": {"steps": TRAIN_STEPS, "prompts_per_step": PROMPTS_PER_STEP, "group_size": 4,
+                 "max_completion_tokens": 16},
         "rollout": rollout,
         "rewards": {
             "backend": "serve",
@@ -208,14 +218,16 @@ def metrics_rows(output: Path) -> list[dict[str, Any]]:
 class TrainingRun:
     status: JobStatus
     logs: str
-    placement: dict[str, list[str]]  # taken mid-run, before the node loss
+    placement: dict[str, list[str]]  # taken mid-run, before the node losses
+    rollouts_late: list[str]  # nodes of the live rollout actors, last seen before the run ended
     driver_node: str
     rows: list[dict[str, Any]]
 
 
 @pytest.fixture(scope="module")
 def training_run(cluster: LocalCluster, math_app: str, tmp_path_factory: pytest.TempPathFactory) -> TrainingRun:
-    """`arbiter train` as a Ray job; verifier-b is killed after the second step."""
+    """`arbiter train` as a Ray job; verifier-b is killed after the second step, rollout-b (holding one
+    of the two rollout actors) after the fourth."""
     replicas_spread(cluster)
     workdir = tmp_path_factory.mktemp("train")
     output = workdir / "run"
@@ -241,14 +253,24 @@ def training_run(cluster: LocalCluster, math_app: str, tmp_path_factory: pytest.
         print(f"placement: {'learner (job driver)':<40} on {driver_node}")
         cluster.kill("verifier-b")
         print(f"node loss: verifier-b killed after step {len(metrics_rows(output))} of {TRAIN_STEPS}")
+        while len(metrics_rows(output)) < 4 and not jobs.get_job_status(job).is_terminal():
+            assert time.monotonic() < deadline, f"no fourth step:\n{jobs.get_job_logs(job)[-4000:]}"
+            time.sleep(0.2)
+        cluster.kill("rollout-b")
+        print(f"node loss: rollout-b killed after step {len(metrics_rows(output))} of {TRAIN_STEPS}")
         deadline = time.monotonic() + 240
+        rollouts_late: list[str] = []
         while not (status := jobs.get_job_status(job)).is_terminal():
             assert time.monotonic() < deadline, f"training did not finish:\n{jobs.get_job_logs(job)[-4000:]}"
-            time.sleep(2)
+            rollouts_late = sorted(actor_nodes(cluster).get("RolloutWorker", [])) or rollouts_late
+            time.sleep(1)
     finally:
         if not jobs.get_job_status(job).is_terminal():
             jobs.stop_job(job)
     rows = metrics_rows(output)
+    print(f"rollout loss: {sum(r['rollout_retries'] for r in rows)} chunks generated again on the live actor; "
+          f"groups per step {sorted({r['groups'] for r in rows})} (of {PROMPTS_PER_STEP}) over {len(rows)} steps; "
+          f"live rollout actors last seen on {rollouts_late}")
     if len(rows) > 1:
         step_s = sum(row["step_time_s"] for row in rows[1:]) / (len(rows) - 1)
         print(
@@ -256,7 +278,7 @@ def training_run(cluster: LocalCluster, math_app: str, tmp_path_factory: pytest.
             f"learner waits on rewards {sum(r['learner_wait_fraction'] for r in rows) / len(rows):.0%} of a step, "
             f"on generation {sum(r['generation_wait_fraction'] for r in rows) / len(rows):.0%}"
         )
-    return TrainingRun(status, jobs.get_job_logs(job), where, driver_node, rows)
+    return TrainingRun(status, jobs.get_job_logs(job), where, rollouts_late, driver_node, rows)
 
 
 def test_training_run_finishes_with_no_sample_lost_when_a_verifier_node_dies(training_run: TrainingRun) -> None:
@@ -266,13 +288,23 @@ def test_training_run_finishes_with_no_sample_lost_when_a_verifier_node_dies(tra
     assert sum(row["reward_faults"] for row in training_run.rows) == 0
 
 
+def test_training_run_keeps_every_steps_groups_when_a_rollout_node_dies(training_run: TrainingRun) -> None:
+    assert training_run.status == JobStatus.SUCCEEDED, training_run.logs[-4000:]
+    assert [row["step"] for row in training_run.rows] == list(range(TRAIN_STEPS))
+    # Every step trained on all its groups, each complete (the learner checks none is there twice).
+    assert all(row["groups"] == PROMPTS_PER_STEP for row in training_run.rows)
+    assert sum(row["rollout_retries"] for row in training_run.rows) >= 1  # the lost actor's chunks, again
+    assert "rollout-b" not in training_run.rollouts_late
+
+
 def test_learner_and_verifiers_run_on_their_nodes(training_run: TrainingRun) -> None:
     assert training_run.driver_node == "rollout"  # the learner node's stand-in
     assert sorted(training_run.placement["ServeReplica:math:Verifier"]) == ["verifier-a", "verifier-b"]
 
 
 def test_rollout_actors_run_on_rollout_nodes(training_run: TrainingRun) -> None:
-    assert training_run.placement["RolloutWorker"] == ["rollout", "rollout"]
+    # Spread over the rollout nodes, so one node's loss takes one actor.
+    assert sorted(training_run.placement["RolloutWorker"]) == ["rollout", "rollout-b"]
 
 
 def math_samples(round_no: int, n: int) -> list[Sample]:

@@ -80,4 +80,4 @@ def test_eval_names_a_bad_prompt_file(tmp_path: Path, capsys) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "x", "prompt": "What is 1+1?", "task": "math"}\n')
     assert main(["eval", "--model", str(tmp_path), "--prompts", str(bad)]) == 2
-    assert "bad.jsonl:1: field 'answer'" in capsys.readouterr().out
+    assert "bad.jsonl has no field 'answer' (its fields: id, prompt, task)" in capsys.readouterr().out

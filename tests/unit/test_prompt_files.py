@@ -142,7 +142,7 @@ def test_chat_template_renders_the_system_and_user_turns_and_the_generation_prom
 
 
 def test_chat_template_with_a_tokenizer_that_has_none_is_an_error() -> None:
-    with pytest.raises(ConfigError, match="model.chat_template: the tokenizer of 'tiny' has no chat template"):
+    with pytest.raises(ConfigError, match=r"model\.chat_template: the tokenizer of 'tiny' has no chat template"):
         render_prompts([], ModelConfig(chat_template=True), DataConfig(), load_tokenizer(ModelConfig()))
 
 
@@ -156,3 +156,12 @@ def test_chat_template_with_a_tokenizer_that_has_none_is_an_error() -> None:
 def test_inconsistent_prompt_settings_are_rejected_at_start_up(raw: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         from_dict(TrainConfig, raw)
+
+
+def test_the_readme_example_of_an_own_model_and_data_is_a_valid_config() -> None:
+    import yaml
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("## Training on your own model and data")[1].split("```yaml")[1].split("```")[0]
+    cfg = from_dict(TrainConfig, yaml.safe_load(block))
+    assert cfg.model.chat_template and cfg.data.answer_format == "gsm8k" and cfg.eval.samples_per_prompt == 8
