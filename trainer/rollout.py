@@ -220,7 +220,8 @@ def start_workers(num_workers: int, num_cpus: float, model: Any, tokenizer: Any,
     if engine == "vllm":
         if ray.cluster_resources().get("GPU", 0):
             options["num_gpus"] = 1
-        vllm_options = EngineOptions(model.config.max_position_embeddings, memory_utilization, seed)
+        vllm_options = EngineOptions(model.config.max_position_embeddings, memory_utilization, seed,
+                                     str(model.dtype).removeprefix("torch."))
     return [
         RolloutWorker.options(**options).remote(model.config, tokenizer, workdir, engine, vllm_options)
         for _ in range(num_workers)

@@ -119,6 +119,8 @@ class EngineOptions:
     max_model_len: int
     memory_utilization: float | None
     seed: int
+    dtype: str = "float32"
+    """The policy's dtype: vLLM's 'auto' would run a float32 policy in float16 on a GPU."""
 
 
 class VLLMGenerator:
@@ -133,7 +135,7 @@ class VLLMGenerator:
         cuda = _cuda()
         memory = options.memory_utilization or (0.5 if cuda else 0.05)
         self.tokenizer = tokenizer
-        self.llm = LLM(model=path, dtype="auto" if cuda else "float32", gpu_memory_utilization=memory,
+        self.llm = LLM(model=path, dtype=options.dtype, gpu_memory_utilization=memory,
                        logprobs_mode="processed_logprobs", enable_prefix_caching=False, skip_tokenizer_init=True,
                        max_model_len=options.max_model_len, enforce_eager=not cuda, seed=options.seed,
                        weight_transfer_config=WeightTransferConfig(backend=BACKEND))
