@@ -240,9 +240,10 @@ class LearnerGroup:
     def _sync(self, method: str, args: list[tuple[Any, ...]]) -> list[Any]:
         return asyncio.run(self._all(method, args))
 
-    async def prepare(self, completions: list[Completion], version: int) -> None:
+    async def prepare(self, completions: list[Completion], version: int | None = None) -> None:
         """Hand each rank its whole groups of the step; they start the forward passes that need no rewards.
-        `version`: the updates applied so far (the completions it generated are on-policy)."""
+        `version`: the updates applied so far; the completions it generated are on-policy and measure
+        rollout_probs_diff_* (None: not measured)."""
         g = self.grpo.group_size
         prompt_ids = self.tokenizer([c.prompt.prompt for c in completions], add_special_tokens=False)["input_ids"]
         rows = [Row(tuple(p), tuple(c.token_ids), tuple(c.logps), c.policy_version == version)

@@ -124,7 +124,7 @@ class RolloutGroup:
 @ray.remote
 class RolloutWorker:
     def __init__(self, model_config: Any, tokenizer: Any, workdir: str, engine: str,
-                 vllm_options: EngineOptions | None = None) -> None:
+                 vllm_options: EngineOptions | None) -> None:
         from transformers import AutoModelForCausalLM
 
         from trainer.policy import limit_threads
@@ -141,8 +141,7 @@ class RolloutWorker:
             path = os.path.join(workdir, "vllm-init", ray.get_runtime_context().get_actor_id())
             model.save_pretrained(path)
             tokenizer.save_pretrained(path)
-            self.generator: Any = VLLMGenerator(path, tokenizer, vllm_options or EngineOptions(
-                model_config.max_position_embeddings, None, 0))
+            self.generator: Any = VLLMGenerator(path, tokenizer, vllm_options)
         else:
             self.generator = _HFGenerator(model, tokenizer)
         self.generator.join(None, 0)

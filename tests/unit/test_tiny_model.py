@@ -110,7 +110,7 @@ def test_dynamic_sampling_updates_on_exactly_the_informative_groups_rows(policy)
         step_cfg = GRPOConfig(**{**cfg.__dict__, "dynamic_sampling": dynamic})
         learner = LearnerGroup.start(LearnerConfig(), step_cfg, model, None, tok)  # one rank, in this process
         try:
-            asyncio.run(learner.prepare([c for g in groups for c in g.completions], 0))
+            asyncio.run(learner.prepare([c for g in groups for c in g.completions]))
             assert asyncio.run(learner.update(groups, 20, 0)).groups_kept == 1
             return asyncio.run(learner.full_gradients())  # gradients: Adam would blow up round-off (k_proj.bias)
         finally:
