@@ -13,10 +13,10 @@
 Where ranks run: more than one rank, a cluster with GPUs, or `learner.resources` -> one Ray actor
 per rank (num_gpus 1 on a GPU cluster, `num_cpus_per_rank`, the custom resources), joined in one
 process group at rank 0's node address. One rank on a CPU cluster runs in the driver process (same
-rank code, a one-process group), which keeps the default run free of an actor's start-up and of
-shipping each batch over the object store. A rank that dies (its process or its node) ends the
-run with `LearnerRankDied` naming the rank, its node and process; `--resume` continues from the
-last checkpoint.
+rank code, a one-process group, no actor start-up, no batch through the object store): the
+default run is as fast as before the learner group (docs/benchmarks.md, issue 10). A rank that
+dies (its process or its node) ends the run with `LearnerRankDied` naming the rank, its node and
+process; `--resume` continues from the last checkpoint.
 """
 
 from __future__ import annotations
@@ -76,10 +76,11 @@ class RankHost:
 
     def rendezvous_address(self) -> str:
         """tcp://THIS_NODE:FREE_PORT for the other ranks to join (asked of rank 0)."""
+        ip = ray.util.get_node_ip_address()
         with socket.socket() as s:
-            s.bind(("", 0))
+            s.bind((ip, 0))
             port = s.getsockname()[1]
-        return f"tcp://{ray.util.get_node_ip_address()}:{port}"
+        return f"tcp://{ip}:{port}"
 
     def connect(self, rank: int, world_size: int, init_method: str | None) -> None:
         import torch.distributed as dist

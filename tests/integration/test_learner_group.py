@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import ray
 import torch
 
 from rewards.compose import ScoredSample
@@ -69,6 +70,36 @@ def test_two_fsdp2_ranks_in_micro_batches_match_the_whole_batch_step(ray_cluster
     assert result.groups_kept == NUM_GROUPS
     for name, grad in want_grads.items():
         assert torch.allclose(grads[name], grad, atol=1e-6, rtol=0), name
+
+
+def test_a_two_rank_checkpoint_resumes_on_one_rank(ray_cluster, tmp_path) -> None:
+    """Distributed Checkpoint reshards: two ranks' shards load into one rank, policy and optimizer."""
+    torch.set_num_threads(1)
+    tok = build_tokenizer()
+    model = build_model(TinyModelConfig(), tok, seed=0)
+    completions, groups, _ = step_groups(tok, model)
+    cfg = GRPOConfig(group_size=G)
+
+    async def step(learner: LearnerGroup):
+        await learner.prepare(completions)
+        await learner.update(groups, 3, 0)
+        return await learner.publish()
+
+    two = LearnerGroup.start(LearnerConfig(ranks=2, num_cpus_per_rank=0.5), cfg, model, None, tok)
+    try:
+        asyncio.run(step(two))
+        asyncio.run(two.save(tmp_path / "dcp"))
+        after_two = ray.get(asyncio.run(step(two)))  # the next step, from the saved state
+    finally:
+        two.close()
+    one = LearnerGroup.start(LearnerConfig(), cfg, model, None, tok, resume_dir=tmp_path / "dcp")
+    try:
+        assert not one.remote
+        after_one = ray.get(asyncio.run(step(one)))
+    finally:
+        one.close()
+    for name, value in after_two.items():  # the same Adam step from the same moments
+        assert torch.allclose(after_one[name], value, atol=1e-6, rtol=0), name
 
 
 def descendants(pid: int) -> list[int]:
