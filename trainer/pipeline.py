@@ -53,7 +53,8 @@ class StepBatch:
     """In the order of `StepRollouts.completions`: group i holds completions i*G .. i*G+G-1."""
     generate_s: float = 0.0
     score_s: float = 0.0
-    """Mean time one group's scoring took (sent to all results back)."""
+    """Mean time one scoring call took (sent to all results back): one per set of groups that left the
+    engine together (with transformers, one per chunk)."""
     retries: int = 0
     """Chunks generated again because their rollout actor or node was lost."""
 
@@ -78,6 +79,7 @@ class _Pending:
     groups: dict[int, list[Group]] = field(default_factory=dict)  # by chunk index
     generate_s: float = 0.0
     score_s: float = 0.0
+    score_calls: int = 0
     retries: int = 0
 
     def fail(self, exc: Exception) -> None:
@@ -206,14 +208,14 @@ class Pipeline:
             step += 1
 
     async def _chunk(self, request: RolloutRequest, pending: _Pending) -> None:
-        scoring: list[asyncio.Task[Group]] = []
+        scoring: list[asyncio.Task[list[Group]]] = []
         try:
             arrived: dict[int, RolloutGroup] = {}
             retries = 0
-            async for group, retries in self.pool.stream(request, self._current_weights):  # noqa: B007
-                arrived[group.position] = group
-                # Each group is scored as it leaves the engine, while the engine works on the chunk's long tail.
-                scoring.append(asyncio.create_task(self._score(group, request, pending)))
+            async for finished, retries in self.pool.stream(request, self._current_weights):  # noqa: B007
+                arrived.update((g.position, g) for g in finished)
+                # Groups are scored as they leave the engine, while the engine works on the chunk's long tail.
+                scoring.append(asyncio.create_task(self._score(finished, request, pending)))
             pending.retries += retries  # the last group's count is the chunk's
             index = request.chunk
             completions = tuple(c for i in sorted(arrived) for c in arrived[i].completions)
@@ -223,11 +225,12 @@ class Pipeline:
                 # Chunk order, not arrival order: the batch (and a resumed run) does not depend on timing.
                 everything = [c for i in sorted(pending.rollouts) for c in pending.rollouts[i].completions]
                 pending.generated.set_result(StepRollouts(everything, pending.scored))
-            scored = dict(zip(arrived, await asyncio.gather(*scoring), strict=True))
+            scored = {position: group for part in await asyncio.gather(*scoring) for position, group in part}
             pending.groups[index] = [scored[i] for i in sorted(scored)]
+            pending.score_calls += len(scoring)
             if len(pending.groups) == pending.chunks and not pending.scored.done():
                 groups = [group for i in sorted(pending.groups) for group in pending.groups[i]]
-                pending.scored.set_result(StepBatch(groups, pending.generate_s, pending.score_s / len(groups),
+                pending.scored.set_result(StepBatch(groups, pending.generate_s, pending.score_s / pending.score_calls,
                                                     pending.retries))
         except BaseException as exc:  # the learner awaits these futures: it must hear about any failure
             for task in scoring:
@@ -235,17 +238,26 @@ class Pipeline:
             pending.fail(exc if isinstance(exc, Exception) else RuntimeError("chunk cancelled"))
             raise
 
-    async def _score(self, group: RolloutGroup, request: RolloutRequest, pending: _Pending) -> Group:
+    async def _score(self, finished: tuple[RolloutGroup, ...], request: RolloutRequest,
+                     pending: _Pending) -> list[tuple[int, Group]]:
+        """One scoring call for the groups that left the engine together -> (position, scored group)."""
         if pending.previous is not None:
             # With max_staleness >= 1 the next step's first groups are ready while this step's last
             # are still scoring; they would only delay the batch the learner is waiting for.
             await asyncio.wait([pending.previous])
+        completions = tuple(c for g in finished for c in g.completions)
         sent = time.monotonic()
-        scores = await self.rewards.score(to_samples(request.step, group.completions))
+        scores = await self.rewards.score(to_samples(request.step, completions))
         pending.score_s += time.monotonic() - sent
-        if len(scores) != len(group.completions):
-            raise RuntimeError(f"reward client returned {len(scores)} results for {len(group.completions)} samples")
-        return Group(request.prompts[group.position], list(group.completions), list(scores))
+        if len(scores) != len(completions):
+            raise RuntimeError(f"reward client returned {len(scores)} results for {len(completions)} samples")
+        out, offset = [], 0
+        for g in finished:
+            size = len(g.completions)
+            out.append((g.position, Group(request.prompts[g.position], list(g.completions),
+                                          list(scores[offset : offset + size]))))
+            offset += size
+        return out
 
     async def close(self) -> None:
         tasks = [t for t in (self._producer, *self._tasks) if t is not None]

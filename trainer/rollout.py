@@ -78,7 +78,7 @@ def _seed_for(req: RolloutRequest) -> int:
 
 class _HFGenerator:
     """transformers generate; the sampling log-probs come from the logits it sampled from. A chunk's
-    groups all finish together, so `stream` yields them at the end."""
+    groups all finish together, so `stream` yields them at once, at the end."""
 
     def __init__(self, model: Any, tokenizer: Any) -> None:
         self.model, self.tokenizer = model, tokenizer
@@ -91,10 +91,9 @@ class _HFGenerator:
         self.model.load_state_dict(weights if weights is not None else receive(self.group, specs, torch.device("cpu")))
 
     def stream(self, prompts: list[str], group_size: int, max_new_tokens: int, temperature: float,
-               seed: int) -> Iterator[tuple[int, list[Sampled]]]:
+               seed: int) -> Iterator[list[tuple[int, list[Sampled]]]]:
         rows = sample(self.model, self.tokenizer, prompts, group_size, max_new_tokens, temperature, seed)
-        for i in range(len(prompts)):
-            yield i, rows[i * group_size : (i + 1) * group_size]
+        yield [(i, rows[i * group_size : (i + 1) * group_size]) for i in range(len(prompts))]
 
 
 def resolve_engine(engine: str, cluster_gpus: float) -> str:
@@ -185,21 +184,24 @@ class RolloutWorker:
 
     @ray.method(num_returns="streaming")
     def stream(self, weights: list[ray.ObjectRef | None], version: int,
-               req: RolloutRequest) -> Iterator[RolloutGroup]:
-        """The chunk's groups, each as soon as its G completions finish. `weights` is a one-element list
-        so that Ray does not fetch the state dict unless it is new (None: weights come by broadcast)."""
+               req: RolloutRequest) -> Iterator[tuple[RolloutGroup, ...]]:
+        """The chunk's groups as soon as their G completions finish (those finishing together, together).
+        `weights` is a one-element list so that Ray does not fetch the state dict unless it is new (None:
+        weights come by broadcast)."""
         self._load(weights, version)
         start = time.perf_counter()
-        for position, rows in self.generator.stream([p.prompt for p in req.prompts], req.group_size,
-                                                    req.max_new_tokens, req.temperature, _seed_for(req)):
-            yield RolloutGroup(position, self._completions(req, position, rows), time.perf_counter() - start)
+        for finished in self.generator.stream([p.prompt for p in req.prompts], req.group_size,
+                                              req.max_new_tokens, req.temperature, _seed_for(req)):
+            now = time.perf_counter() - start
+            yield tuple(RolloutGroup(i, self._completions(req, i, rows), now) for i, rows in finished)
 
     def generate(self, weights: list[ray.ObjectRef | None], version: int, req: RolloutRequest) -> RolloutChunk:
         """The whole chunk at once, groups in prompt order."""
         self._load(weights, version)
         start = time.perf_counter()
-        groups = dict(self.generator.stream([p.prompt for p in req.prompts], req.group_size, req.max_new_tokens,
-                                            req.temperature, _seed_for(req)))
+        groups = {i: rows for finished in self.generator.stream([p.prompt for p in req.prompts], req.group_size,
+                                                                req.max_new_tokens, req.temperature, _seed_for(req))
+                  for i, rows in finished}
         completions = tuple(c for i in sorted(groups) for c in self._completions(req, i, groups[i]))
         return RolloutChunk(req, completions, time.perf_counter() - start)
 
@@ -255,11 +257,11 @@ class RolloutPool:
         self._changed = asyncio.Condition()
         self._rejoining: set[asyncio.Task[None]] = set()
 
-    async def stream(self, request: RolloutRequest,
-                     weights: Callable[[], tuple[int, Any]]) -> AsyncIterator[tuple[RolloutGroup, int]]:
-        """Each group of `request` exactly once, as it leaves an engine, with how many times the chunk was
-        sent again so far; `weights()` -> (version, object ref or None). After a lost actor only the
-        prompts whose groups had not arrived go to a live one."""
+    async def stream(self, request: RolloutRequest, weights: Callable[[], tuple[int, Any]]
+                     ) -> AsyncIterator[tuple[tuple[RolloutGroup, ...], int]]:
+        """Each group of `request` exactly once, as it leaves an engine (those finishing together, together),
+        with how many times the chunk was sent again so far; `weights()` -> (version, object ref or None).
+        After a lost actor only the prompts whose groups had not arrived go to a live one."""
         retries = 0
         done: set[int] = set()
         while len(done) < len(request.prompts):
@@ -268,10 +270,10 @@ class RolloutPool:
             index = await self._acquire()
             version, ref = weights()
             try:
-                async for group_ref in self.workers[index].stream.remote([ref], version, part):
-                    group: RolloutGroup = await group_ref
-                    done.add(remaining[group.position])
-                    yield replace(group, position=remaining[group.position]), retries
+                async for finished_ref in self.workers[index].stream.remote([ref], version, part):
+                    finished = tuple(replace(g, position=remaining[g.position]) for g in await finished_ref)
+                    done.update(g.position for g in finished)
+                    yield finished, retries
             except LOST as exc:
                 if getattr(exc, "actor_init_failed", False):
                     raise  # its __init__ raised: a broken set-up, which a restart would only repeat
@@ -282,7 +284,7 @@ class RolloutPool:
 
     async def generate(self, request: RolloutRequest, weights: Callable[[], tuple[int, Any]]) -> RolloutChunk:
         """The whole chunk, groups in prompt order (see `stream`)."""
-        groups = {group.position: group async for group, _ in self.stream(request, weights)}
+        groups = {g.position: g async for finished, _ in self.stream(request, weights) for g in finished}
         completions = tuple(c for i in sorted(groups) for c in groups[i].completions)
         return RolloutChunk(request, completions, max(g.generate_s for g in groups.values()))
 

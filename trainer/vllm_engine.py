@@ -15,7 +15,8 @@ which is what the loss's old log-probs must be. Prompts go in as token ids token
 learner tokenises them, so both score the same sequence; the engine has no tokenizer of its own.
 
 Streaming: requests are added to the engine and stepped here (`LLMEngine.add_request` / `step`); a
-prompt's group leaves the engine as soon as its G completions finish, not when the chunk does.
+prompt's group leaves the engine as soon as its G completions finish, not when the chunk does (the
+groups that finish in the same engine step leave together, to be scored in one call).
 
 Weights: both `rollout.weight_sync` paths go through vLLM's weight-transfer interface
 (`weight_transfer_config`, then the workers' `init_weight_transfer_engine`, `start_weight_update`,
@@ -158,8 +159,8 @@ class VLLMGenerator:
         self.llm.collective_rpc("finish_weight_update")
 
     def stream(self, prompts: list[str], group_size: int, max_new_tokens: int, temperature: float,
-               seed: int) -> Iterator[tuple[int, list[Sampled]]]:
-        """-> (prompt index, its G samples) as each prompt's group finishes."""
+               seed: int) -> Iterator[list[tuple[int, list[Sampled]]]]:
+        """-> [(prompt index, its G samples)] of the groups that finished in one engine step, step by step."""
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
@@ -176,10 +177,12 @@ class VLLMGenerator:
             index[request_id] = i
             engine.add_request(request_id, {"prompt_token_ids": prompt_ids}, params)
         while engine.has_unfinished_requests():
-            for output in engine.step():
-                if output.finished:
-                    yield index.pop(output.request_id), [
-                        Sampled(list(o.token_ids), [lp[t].logprob for t, lp in zip(o.token_ids, o.logprobs,
-                                                                                      strict=True)])
-                        for o in sorted(output.outputs, key=lambda o: o.index)
-                    ]
+            finished = [
+                (index.pop(output.request_id), [
+                    Sampled(list(o.token_ids), [lp[t].logprob for t, lp in zip(o.token_ids, o.logprobs, strict=True)])
+                    for o in sorted(output.outputs, key=lambda o: o.index)
+                ])
+                for output in engine.step() if output.finished
+            ]
+            if finished:
+                yield finished
