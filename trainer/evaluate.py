@@ -93,7 +93,7 @@ async def evaluate_policy(pipeline: Pipeline, rewards: RewardClient, prompts: li
         part = tuple(prompts[index * size : (index + 1) * size])
         request = RolloutRequest(version, index, part, k, g.max_completion_tokens, cfg.eval.temperature, cfg.seed,
                                  stream=1)
-        return await rewards.score(to_samples(await pipeline.generate(request), prefix="eval"))
+        return await rewards.score(to_samples(version, (await pipeline.generate(request)).completions, prefix="eval"))
 
     flat = [s for part in await asyncio.gather(*(chunk(i) for i in range(-(-len(prompts) // size)))) for s in part]
     summary, _ = summarize(prompts, [flat[i * k : (i + 1) * k] for i in range(len(prompts))], routing)

