@@ -42,7 +42,8 @@ bubblewrap jail with new user/PID/net/mount/IPC/UTS/cgroup namespaces, host /usr
 /etc/shadow or any other host file but a few of /etc, empty environment, uid 65534 inside and
 outside; per run fresh mount+PID namespaces with new tmpfs work dir, /tmp, /dev/shm and /proc;
 the program has no capabilities, no_new_privs, a seccomp deny-list (namespaces, mount, ptrace,
-bpf, keys, modules, io_uring, SysV IPC, sockets other than AF_UNIX), rlimits (CPU, address space,
+bpf, keys, modules, io_uring, SysV IPC; sockets: unix, plus with `Limits.network` "private_loopback"
+(the default) TCP/UDP and route netlink on the jail's own lo, never raw or packet), rlimits (CPU, address space,
 file size, open files, processes, no core), cgroup memory+pids limits when the host has writable
 cgroups (v1 or v2; `describe()` says), and the run's PID namespace is torn down when it ends, so
 daemons and grandchildren never outlive it; descriptors it parked in flight are collected as it

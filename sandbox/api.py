@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+Network = Literal["none", "private_loopback"]
 
 
 class Status(enum.Enum):
@@ -35,8 +38,14 @@ class Limits:
     max_file_size_mib: int = 16
     max_open_files: int = 64
     compile_time_s: float = 30.0
+    # "private_loopback": TCP/UDP on the jail's own lo (its own network namespace: nothing of the
+    # host, the host's 127.0.0.1 included, is reachable) and route netlink to query it;
+    # "none": unix sockets only. Raw, packet and every other family are denied either way.
+    network: Network = "private_loopback"
 
     def __post_init__(self) -> None:
+        if self.network not in get_args(Network):
+            raise ValueError(f"Limits.network must be one of {list(get_args(Network))}, not {self.network!r}")
         for name in ("wall_time_s", "cpu_time_s", "memory_mib", "max_processes", "max_output_bytes",
                      "max_file_size_mib", "max_open_files", "compile_time_s"):
             if getattr(self, name) <= 0:

@@ -2,7 +2,8 @@
 
 A jail is one `bwrap` process tree: new user, PID, network, mount, IPC, UTS and cgroup namespaces
 (`--unshare-all`), the host's /usr read-only and nothing else of the host's filesystem but a few
-files of /etc, a minimal /dev, its own /proc, loopback-only networking, an empty environment, and
+files of /etc, a minimal /dev, its own /proc, a network namespace of its own holding only `lo` (bwrap brings it
+up: a program's 127.0.0.1 is the jail's, never the host's), an empty environment, and
 in-jail uid/gid 65534. The host process that execs bwrap drops to uid 65534 first when it is root,
 so RLIMIT_NPROC is enforced (the kernel exempts host root) and the user namespace maps to nobody.
 
@@ -145,7 +146,7 @@ def zygote_spec(plan: Plan, blob: bytearray | None = None) -> dict[str, object]:
             "limits": {"cpu_s": s.limits.cpu_s, "as_bytes": s.limits.memory_bytes,
                        "fsize_bytes": s.limits.fsize_bytes, "nofile": s.limits.nofile, "nproc": s.limits.nproc},
         } for s in plan.steps],
-        "env": plan.env, "work_dir": "/work", "bpf_hex": compiled_bpf().hex(),
+        "env": plan.env, "work_dir": "/work", "bpf_hex": compiled_bpf(plan.network).hex(),
         "capture_cap_bytes": COMPILE_OUTPUT_CAP_BYTES,
     }
 

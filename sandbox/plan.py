@@ -51,6 +51,7 @@ class Plan:
     env: dict[str, str]
     tmpfs_bytes: int  # size of each of the run's tmpfs (/work, /tmp, /dev/shm)
     tmpfs_inodes: int
+    network: str = "private_loopback"  # Limits.network: the seccomp filter the program runs under
     collect: str | None = None  # artifact to hand back after a successful compile step
     cache_key: str | None = None  # compile-cache key of (compiler command, source)
 
@@ -109,6 +110,7 @@ def build_plan(request: RunRequest, *, warm_python: bool = True, artifact: bytes
     return Plan(
         files=tuple(files), steps=tuple(steps), compiles=compiles, env=env,
         tmpfs_bytes=max(64, 4 * request.limits.max_file_size_mib) * MIB, tmpfs_inodes=TMPFS_INODES,
+        network=request.limits.network,
         collect=language.artifact if key else None, cache_key=key,
     )
 

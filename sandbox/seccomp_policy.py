@@ -39,7 +39,20 @@ DENIED_SYSCALLS: tuple[str, ...] = (
     "mq_timedreceive", "mq_notify", "mq_getsetattr",
 )
 
-AF_UNIX = 1
+AF_UNIX, AF_INET, AF_INET6, AF_NETLINK = 1, 2, 10, 16
+NETLINK_ROUTE = 0
+# Above every address family Linux has (AF_MAX is 46 in 6.x): all of these are denied as well.
+FAMILY_CEILING = 64
+# socket(2)'s type carries SOCK_NONBLOCK/SOCK_CLOEXEC in its high bits; the kind is the low nibble.
+SOCK_TYPE_MASK = 0xF
+SOCK_STREAM, SOCK_DGRAM = 1, 2
+# What `Limits.network` names: which socket families a program may create.
+NETWORK_FAMILIES: dict[str, tuple[int, ...]] = {
+    "none": (AF_UNIX,),
+    # The jail's own network namespace holds only its lo: TCP/UDP there, and route netlink to
+    # query it (socket.if_nameindex, getifaddrs), reach nothing outside the jail.
+    "private_loopback": (AF_UNIX, AF_INET, AF_INET6, AF_NETLINK),
+}
 # clone() flags that create namespaces; clone3 passes its flags in memory the filter cannot read,
 # so clone3 reports ENOSYS and glibc falls back to clone().
 CLONE_NAMESPACE_FLAGS: tuple[int, ...] = (
@@ -54,7 +67,29 @@ CLONE_NAMESPACE_FLAGS: tuple[int, ...] = (
 )
 
 
-def _build() -> seccomp.SyscallFilter:
+def _deny_sockets(f: seccomp.SyscallFilter, families: tuple[int, ...]) -> None:
+    """Deny every socket(2) but `families`; inet only as stream or datagram (never raw, never
+    packet), netlink only for its route protocol. A deny list rules by OR, hence one rule per
+    family left out."""
+    eperm = seccomp.ERRNO(errno.EPERM)
+    for family in range(FAMILY_CEILING):
+        if family not in families:
+            f.add_rule(eperm, "socket", seccomp.Arg(0, seccomp.EQ, family))
+    f.add_rule(eperm, "socket", seccomp.Arg(0, seccomp.GE, FAMILY_CEILING))
+    for family in (AF_INET, AF_INET6):
+        if family in families:
+            for kind in range(SOCK_TYPE_MASK + 1):
+                if kind not in (SOCK_STREAM, SOCK_DGRAM):
+                    f.add_rule(eperm, "socket", seccomp.Arg(0, seccomp.EQ, family),
+                               seccomp.Arg(1, seccomp.MASKED_EQ, SOCK_TYPE_MASK, kind))
+    if AF_NETLINK in families:
+        f.add_rule(eperm, "socket", seccomp.Arg(0, seccomp.EQ, AF_NETLINK),
+                   seccomp.Arg(2, seccomp.NE, NETLINK_ROUTE))
+    # A socket pair is only ever local: unix, whatever the network setting.
+    f.add_rule(eperm, "socketpair", seccomp.Arg(0, seccomp.NE, AF_UNIX))
+
+
+def _build(network: str) -> seccomp.SyscallFilter:
     f = seccomp.SyscallFilter(seccomp.ALLOW)
     with contextlib.suppress(OSError, RuntimeError):
         # A binary search over syscall numbers instead of a linear scan on every call the program
@@ -66,10 +101,7 @@ def _build() -> seccomp.SyscallFilter:
             f.add_rule(eperm, name)
         except (OSError, RuntimeError, ValueError):
             continue  # a call this kernel/libseccomp does not know cannot be made either
-    # Only AF_UNIX sockets: the run's network namespace has nothing but lo, and refusing the other
-    # families keeps netlink, packet and the rest of the network stack out of reach.
-    f.add_rule(eperm, "socket", seccomp.Arg(0, seccomp.NE, AF_UNIX))
-    f.add_rule(eperm, "socketpair", seccomp.Arg(0, seccomp.NE, AF_UNIX))
+    _deny_sockets(f, NETWORK_FAMILIES[network])
     for flag in CLONE_NAMESPACE_FLAGS:  # rules for one call are OR'ed: any namespace flag denies
         f.add_rule(eperm, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
     f.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
@@ -77,10 +109,11 @@ def _build() -> seccomp.SyscallFilter:
 
 
 @functools.cache
-def compiled_bpf() -> bytes:
-    """The filter as raw `struct sock_filter` instructions, ready for PR_SET_SECCOMP."""
+def compiled_bpf(network: str = "private_loopback") -> bytes:
+    """The filter for a `Limits.network` setting as raw `struct sock_filter` instructions, ready
+    for PR_SET_SECCOMP."""
     fd = os.memfd_create("arbiter-seccomp")
     with os.fdopen(fd, "w+b") as file:
-        _build().export_bpf(file)
+        _build(network).export_bpf(file)
         file.seek(0)
         return file.read()

@@ -84,6 +84,14 @@ def test_limits_keep_defaults_for_absent_fields_and_name_a_bad_one():
     assert info.value.field == "limits.cpu_time_s"
 
 
+def test_limits_network_travels_and_a_bad_one_is_named():
+    assert convert.limits_from_proto(sandbox_pb2.Limits(network="none")) == Limits(network="none")
+    assert convert.limits_to_proto(Limits()).network == "private_loopback"
+    with pytest.raises(SampleError) as info:
+        convert.limits_from_proto(sandbox_pb2.Limits(network="host"))
+    assert info.value.field == "limits.network"
+
+
 def test_run_result_round_trips():
     result = RunResult(Status.TIME_LIMIT, None, 9, "out", "err", 2.0, 1.0, None, "killed", b"\x00\x01")
     assert convert.run_result_from_proto(convert.run_result_to_proto(result)) == result

@@ -86,6 +86,20 @@ def test_seccomp_policy_compiles_to_bpf():
     assert len(bpf) > 8 * len(DENIED_SYSCALLS) // 2 and len(bpf) % 8 == 0
 
 
+def test_each_network_setting_has_its_own_filter():
+    assert compiled_bpf("none") != compiled_bpf("private_loopback") == compiled_bpf()
+
+
+def test_unknown_network_is_rejected():
+    with pytest.raises(ValueError, match="network must be one of"):
+        Limits(network="host")
+
+
+def test_plan_carries_the_network_setting():
+    assert PY.network == "private_loopback"
+    assert build_plan(RunRequest("python", "pass", limits=Limits(network="none"))).network == "none"
+
+
 def test_limits_reject_non_positive_values():
     with pytest.raises(ValueError, match="memory_mib"):
         Limits(memory_mib=0)

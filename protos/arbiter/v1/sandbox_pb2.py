@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from protos.arbiter.v1 import common_pb2 as protos_dot_arbiter_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fprotos/arbiter/v1/sandbox.proto\x12\narbiter.v1\x1a\x1eprotos/arbiter/v1/common.proto\"\xfa\x02\n\x06Limits\x12\x18\n\x0bwall_time_s\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\ncpu_time_s\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\nmemory_mib\x18\x03 \x01(\x03H\x02\x88\x01\x01\x12\x1a\n\rmax_processes\x18\x04 \x01(\x03H\x03\x88\x01\x01\x12\x1d\n\x10max_output_bytes\x18\x05 \x01(\x03H\x04\x88\x01\x01\x12\x1e\n\x11max_file_size_mib\x18\x06 \x01(\x03H\x05\x88\x01\x01\x12\x1b\n\x0emax_open_files\x18\x07 \x01(\x03H\x06\x88\x01\x01\x12\x1b\n\x0e\x63ompile_time_s\x18\x08 \x01(\x01H\x07\x88\x01\x01\x42\x0e\n\x0c_wall_time_sB\r\n\x0b_cpu_time_sB\r\n\x0b_memory_mibB\x10\n\x0e_max_processesB\x13\n\x11_max_output_bytesB\x14\n\x12_max_file_size_mibB\x11\n\x0f_max_open_filesB\x11\n\x0f_compile_time_s\"\xdc\x01\n\x0e\x45xecuteRequest\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\r\n\x05stdin\x18\x03 \x01(\t\x12\"\n\x06limits\x18\x04 \x01(\x0b\x32\x12.arbiter.v1.Limits\x12\x34\n\x05\x66iles\x18\x05 \x03(\x0b\x32%.arbiter.v1.ExecuteRequest.FilesEntry\x12\x11\n\tresult_fd\x18\x06 \x01(\x08\x1a,\n\nFilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb5\x02\n\x0f\x45xecuteResponse\x12%\n\x06status\x18\x01 \x01(\x0e\x32\x15.arbiter.v1.RunStatus\x12\x16\n\texit_code\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06signal\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x0e\n\x06stdout\x18\x04 \x01(\t\x12\x0e\n\x06stderr\x18\x05 \x01(\t\x12\x13\n\x0bwall_time_s\x18\x06 \x01(\x01\x12\x12\n\ncpu_time_s\x18\x07 \x01(\x01\x12\x1c\n\x0fpeak_memory_mib\x18\x08 \x01(\x01H\x02\x88\x01\x01\x12\x0e\n\x06\x64\x65tail\x18\t \x01(\t\x12\x19\n\x0cresult_bytes\x18\n \x01(\x0cH\x03\x88\x01\x01\x42\x0c\n\n_exit_codeB\t\n\x07_signalB\x12\n\x10_peak_memory_mibB\x0f\n\r_result_bytes\"\x8c\x01\n\x0cGradeRequest\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x12\n\ntests_json\x18\x03 \x01(\t\x12\x13\n\x06time_s\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\nmemory_mib\x18\x05 \x01(\x03H\x01\x88\x01\x01\x42\t\n\x07_time_sB\r\n\x0b_memory_mib\"c\n\rGradeResponse\x12$\n\x07verdict\x18\x01 \x01(\x0e\x32\x13.arbiter.v1.Verdict\x12\x12\n\x05score\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\tB\x08\n\x06_score*\xe9\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x11\n\rRUN_STATUS_OK\x10\x01\x12\x1c\n\x18RUN_STATUS_RUNTIME_ERROR\x10\x02\x12\x1c\n\x18RUN_STATUS_COMPILE_ERROR\x10\x03\x12\x19\n\x15RUN_STATUS_TIME_LIMIT\x10\x04\x12\x1b\n\x17RUN_STATUS_MEMORY_LIMIT\x10\x05\x12\x1b\n\x17RUN_STATUS_OUTPUT_LIMIT\x10\x06\x12\x1c\n\x18RUN_STATUS_SANDBOX_ERROR\x10\x07\x32\x8b\x01\n\x07Sandbox\x12\x42\n\x07\x45xecute\x12\x1a.arbiter.v1.ExecuteRequest\x1a\x1b.arbiter.v1.ExecuteResponse\x12<\n\x05Grade\x12\x18.arbiter.v1.GradeRequest\x1a\x19.arbiter.v1.GradeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fprotos/arbiter/v1/sandbox.proto\x12\narbiter.v1\x1a\x1eprotos/arbiter/v1/common.proto\"\x9c\x03\n\x06Limits\x12\x18\n\x0bwall_time_s\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\ncpu_time_s\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\nmemory_mib\x18\x03 \x01(\x03H\x02\x88\x01\x01\x12\x1a\n\rmax_processes\x18\x04 \x01(\x03H\x03\x88\x01\x01\x12\x1d\n\x10max_output_bytes\x18\x05 \x01(\x03H\x04\x88\x01\x01\x12\x1e\n\x11max_file_size_mib\x18\x06 \x01(\x03H\x05\x88\x01\x01\x12\x1b\n\x0emax_open_files\x18\x07 \x01(\x03H\x06\x88\x01\x01\x12\x1b\n\x0e\x63ompile_time_s\x18\x08 \x01(\x01H\x07\x88\x01\x01\x12\x14\n\x07network\x18\t \x01(\tH\x08\x88\x01\x01\x42\x0e\n\x0c_wall_time_sB\r\n\x0b_cpu_time_sB\r\n\x0b_memory_mibB\x10\n\x0e_max_processesB\x13\n\x11_max_output_bytesB\x14\n\x12_max_file_size_mibB\x11\n\x0f_max_open_filesB\x11\n\x0f_compile_time_sB\n\n\x08_network\"\xdc\x01\n\x0e\x45xecuteRequest\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\r\n\x05stdin\x18\x03 \x01(\t\x12\"\n\x06limits\x18\x04 \x01(\x0b\x32\x12.arbiter.v1.Limits\x12\x34\n\x05\x66iles\x18\x05 \x03(\x0b\x32%.arbiter.v1.ExecuteRequest.FilesEntry\x12\x11\n\tresult_fd\x18\x06 \x01(\x08\x1a,\n\nFilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb5\x02\n\x0f\x45xecuteResponse\x12%\n\x06status\x18\x01 \x01(\x0e\x32\x15.arbiter.v1.RunStatus\x12\x16\n\texit_code\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06signal\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x0e\n\x06stdout\x18\x04 \x01(\t\x12\x0e\n\x06stderr\x18\x05 \x01(\t\x12\x13\n\x0bwall_time_s\x18\x06 \x01(\x01\x12\x12\n\ncpu_time_s\x18\x07 \x01(\x01\x12\x1c\n\x0fpeak_memory_mib\x18\x08 \x01(\x01H\x02\x88\x01\x01\x12\x0e\n\x06\x64\x65tail\x18\t \x01(\t\x12\x19\n\x0cresult_bytes\x18\n \x01(\x0cH\x03\x88\x01\x01\x42\x0c\n\n_exit_codeB\t\n\x07_signalB\x12\n\x10_peak_memory_mibB\x0f\n\r_result_bytes\"\x8c\x01\n\x0cGradeRequest\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x12\n\ntests_json\x18\x03 \x01(\t\x12\x13\n\x06time_s\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\nmemory_mib\x18\x05 \x01(\x03H\x01\x88\x01\x01\x42\t\n\x07_time_sB\r\n\x0b_memory_mib\"c\n\rGradeResponse\x12$\n\x07verdict\x18\x01 \x01(\x0e\x32\x13.arbiter.v1.Verdict\x12\x12\n\x05score\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\tB\x08\n\x06_score*\xe9\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x11\n\rRUN_STATUS_OK\x10\x01\x12\x1c\n\x18RUN_STATUS_RUNTIME_ERROR\x10\x02\x12\x1c\n\x18RUN_STATUS_COMPILE_ERROR\x10\x03\x12\x19\n\x15RUN_STATUS_TIME_LIMIT\x10\x04\x12\x1b\n\x17RUN_STATUS_MEMORY_LIMIT\x10\x05\x12\x1b\n\x17RUN_STATUS_OUTPUT_LIMIT\x10\x06\x12\x1c\n\x18RUN_STATUS_SANDBOX_ERROR\x10\x07\x32\x8b\x01\n\x07Sandbox\x12\x42\n\x07\x45xecute\x12\x1a.arbiter.v1.ExecuteRequest\x1a\x1b.arbiter.v1.ExecuteResponse\x12<\n\x05Grade\x12\x18.arbiter.v1.GradeRequest\x1a\x19.arbiter.v1.GradeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,20 +34,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EXECUTEREQUEST_FILESENTRY']._loaded_options = None
   _globals['_EXECUTEREQUEST_FILESENTRY']._serialized_options = b'8\001'
-  _globals['_RUNSTATUS']._serialized_start=1240
-  _globals['_RUNSTATUS']._serialized_end=1473
+  _globals['_RUNSTATUS']._serialized_start=1274
+  _globals['_RUNSTATUS']._serialized_end=1507
   _globals['_LIMITS']._serialized_start=80
-  _globals['_LIMITS']._serialized_end=458
-  _globals['_EXECUTEREQUEST']._serialized_start=461
-  _globals['_EXECUTEREQUEST']._serialized_end=681
-  _globals['_EXECUTEREQUEST_FILESENTRY']._serialized_start=637
-  _globals['_EXECUTEREQUEST_FILESENTRY']._serialized_end=681
-  _globals['_EXECUTERESPONSE']._serialized_start=684
-  _globals['_EXECUTERESPONSE']._serialized_end=993
-  _globals['_GRADEREQUEST']._serialized_start=996
-  _globals['_GRADEREQUEST']._serialized_end=1136
-  _globals['_GRADERESPONSE']._serialized_start=1138
-  _globals['_GRADERESPONSE']._serialized_end=1237
-  _globals['_SANDBOX']._serialized_start=1476
-  _globals['_SANDBOX']._serialized_end=1615
+  _globals['_LIMITS']._serialized_end=492
+  _globals['_EXECUTEREQUEST']._serialized_start=495
+  _globals['_EXECUTEREQUEST']._serialized_end=715
+  _globals['_EXECUTEREQUEST_FILESENTRY']._serialized_start=671
+  _globals['_EXECUTEREQUEST_FILESENTRY']._serialized_end=715
+  _globals['_EXECUTERESPONSE']._serialized_start=718
+  _globals['_EXECUTERESPONSE']._serialized_end=1027
+  _globals['_GRADEREQUEST']._serialized_start=1030
+  _globals['_GRADEREQUEST']._serialized_end=1170
+  _globals['_GRADERESPONSE']._serialized_start=1172
+  _globals['_GRADERESPONSE']._serialized_end=1271
+  _globals['_SANDBOX']._serialized_start=1510
+  _globals['_SANDBOX']._serialized_end=1649
 # @@protoc_insertion_point(module_scope)

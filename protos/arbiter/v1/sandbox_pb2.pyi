@@ -28,7 +28,7 @@ RUN_STATUS_OUTPUT_LIMIT: RunStatus
 RUN_STATUS_SANDBOX_ERROR: RunStatus
 
 class Limits(_message.Message):
-    __slots__ = ("wall_time_s", "cpu_time_s", "memory_mib", "max_processes", "max_output_bytes", "max_file_size_mib", "max_open_files", "compile_time_s")
+    __slots__ = ("wall_time_s", "cpu_time_s", "memory_mib", "max_processes", "max_output_bytes", "max_file_size_mib", "max_open_files", "compile_time_s", "network")
     WALL_TIME_S_FIELD_NUMBER: _ClassVar[int]
     CPU_TIME_S_FIELD_NUMBER: _ClassVar[int]
     MEMORY_MIB_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,7 @@ class Limits(_message.Message):
     MAX_FILE_SIZE_MIB_FIELD_NUMBER: _ClassVar[int]
     MAX_OPEN_FILES_FIELD_NUMBER: _ClassVar[int]
     COMPILE_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
     wall_time_s: float
     cpu_time_s: float
     memory_mib: int
@@ -45,7 +46,8 @@ class Limits(_message.Message):
     max_file_size_mib: int
     max_open_files: int
     compile_time_s: float
-    def __init__(self, wall_time_s: _Optional[float] = ..., cpu_time_s: _Optional[float] = ..., memory_mib: _Optional[int] = ..., max_processes: _Optional[int] = ..., max_output_bytes: _Optional[int] = ..., max_file_size_mib: _Optional[int] = ..., max_open_files: _Optional[int] = ..., compile_time_s: _Optional[float] = ...) -> None: ...
+    network: str
+    def __init__(self, wall_time_s: _Optional[float] = ..., cpu_time_s: _Optional[float] = ..., memory_mib: _Optional[int] = ..., max_processes: _Optional[int] = ..., max_output_bytes: _Optional[int] = ..., max_file_size_mib: _Optional[int] = ..., max_open_files: _Optional[int] = ..., compile_time_s: _Optional[float] = ..., network: _Optional[str] = ...) -> None: ...
 
 class ExecuteRequest(_message.Message):
     __slots__ = ("language", "source", "stdin", "limits", "files", "result_fd")
