@@ -139,5 +139,6 @@ def test_docker_run_has_no_network_privileges_or_writable_root(docker_backend):
         "    except OSError:\n"
         "        pass\n"
     )
-    result = docker_backend.run(RunRequest("python", source))
+    # network="none": no inet socket at all (the default, private_loopback, allows the container's own lo).
+    result = docker_backend.run(RunRequest("python", source, limits=Limits(network="none")))
     assert (result.status, result.stdout) == (Status.OK, "True 0 1\n")
