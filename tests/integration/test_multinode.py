@@ -295,7 +295,8 @@ def test_training_run_keeps_every_steps_groups_when_a_rollout_node_dies(training
     assert all(row["groups"] == PROMPTS_PER_STEP for row in training_run.rows)
     # Whether the node held a chunk when it died is a race (with streaming, often none is in flight), so the
     # count is printed, not asserted; test_train_rollout.py kills an actor inside generate and checks the retry.
-    print(f"rollout chunks generated again after rollout-b died: {sum(r['rollout_retries'] for r in training_run.rows)}")
+    retries = sum(r['rollout_retries'] for r in training_run.rows)
+    print(f"rollout chunks generated again after rollout-b died: {retries}")
     assert "rollout-b" not in training_run.rollouts_late
 
 
