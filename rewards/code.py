@@ -19,11 +19,11 @@ sandbox/grading/harness/referee.py for why exits, patches, fake output and rigge
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rewards.types import Sample, SampleError, VerifierResult
-from sandbox import Sandbox, default_sandbox
+from sandbox import Sandbox, default_sandbox, provenance
 from sandbox.api import Limits
 from sandbox.grading import (
     Checker,
@@ -32,6 +32,7 @@ from sandbox.grading import (
     GradeReport,
     GradingFault,
     StdioCase,
+    function_test_limits,
     grade_function_tests,
     grade_stdio,
 )
@@ -240,18 +241,22 @@ class CodeVerifier:
             return VerifierResult.incorrect(detail=f"code block in unsupported language {block.tag!r}")
         if isinstance(spec, FunctionTestSpec) and language != "python":
             return VerifierResult.incorrect(detail=f"these tests need a Python program, got {language}")
-        run = shared_sandbox().run
+        box = shared_sandbox()
+        if isinstance(spec, FunctionTestSpec):
+            limits = function_test_limits(spec, time_s, memory_mib)
+        else:
+            limits = Limits(wall_time_s=2 * time_s + 1, cpu_time_s=time_s, memory_mib=memory_mib)
+        source = provenance(language, limits, box)
         try:
             if isinstance(spec, FunctionTestSpec):
-                report = grade_function_tests(block.code, spec, run, time_s=time_s, memory_mib=memory_mib,
+                report = grade_function_tests(block.code, spec, box.run, time_s=time_s, memory_mib=memory_mib,
                                               stop_at_first_failure=self.config.stop_at_first_failure)
             else:
-                limits = Limits(wall_time_s=2 * time_s + 1, cpu_time_s=time_s, memory_mib=memory_mib)
-                report = grade_stdio(language, block.code, spec.cases, run, limits, spec.tolerance,
+                report = grade_stdio(language, block.code, spec.cases, box.run, limits, spec.tolerance,
                                      spec.checker, self.config.stop_at_first_failure)
         except GradingFault as exc:
-            return VerifierResult.error(str(exc))
-        return self._result(report)
+            return replace(VerifierResult.error(str(exc)), provenance=source)
+        return replace(self._result(report), tests=report.outcomes, provenance=source)
 
     def cache_key(self, sample: Sample) -> str | None:
         """The graded program, trailing spaces dropped: completions that differ only in prose share a verdict."""

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # only the code verifier builds these; the contract itself needs no sandbox
+    from sandbox.api import Provenance
+    from sandbox.grading.result import TestOutcome
 
 
 class Verdict(enum.Enum):
@@ -45,13 +49,19 @@ class VerifierResult:
 
     `score` is a float for CORRECT/INCORRECT/NO_ANSWER and None for
     NOT_APPLICABLE/TIMEOUT/ERROR; `answer` is the extracted answer, when the
-    verifier extracts one.
+    verifier extracts one. Verifiers that run programs add `tests`, one outcome per test
+    (status, time, and for a failure its input, expected and actual output and stderr tail),
+    and `provenance`: the backend, limits and toolchain the verdict rests on.
     """
 
     verdict: Verdict
     score: float | None
     detail: str = ""
     answer: str | None = None
+    # Diagnostics, not the judgement: two results with the same verdict, score and detail are
+    # equal whatever the tests' times were.
+    tests: tuple[TestOutcome, ...] = field(default=(), compare=False)
+    provenance: Provenance | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.verdict.has_score and self.score is None:

@@ -57,15 +57,17 @@ import atexit
 import os
 import threading
 
-from sandbox.api import Limits, RunRequest, RunResult, Status
+from sandbox.api import Limits, Provenance, RunRequest, RunResult, Status
 from sandbox.backend import Backend
 from sandbox.bwrap import LocalBackend, LocalConfig, SandboxUnavailable
 from sandbox.docker_backend import DockerBackend, DockerConfig
+from sandbox.languages import toolchain_version
 from sandbox.pool import PoolConfig, Sandbox
 
 __all__ = [
-    "Backend", "DockerBackend", "DockerConfig", "Limits", "LocalBackend", "LocalConfig", "PoolConfig",
-    "RunRequest", "RunResult", "Sandbox", "SandboxUnavailable", "Status", "default_sandbox", "describe", "run",
+    "Backend", "DockerBackend", "DockerConfig", "Limits", "LocalBackend", "LocalConfig", "PoolConfig", "Provenance",
+    "RunRequest", "RunResult", "Sandbox", "SandboxUnavailable", "Status", "default_sandbox", "describe",
+    "provenance", "run",
 ]
 
 _default: tuple[int, Sandbox] | None = None  # (owner pid, pool)
@@ -100,3 +102,10 @@ def run(request: RunRequest, backend: Backend | None = None) -> RunResult:
 def describe(backend: Backend | None = None) -> str:
     """What isolation and limit mechanisms are in force, in one line."""
     return (backend or default_sandbox()).describe()
+
+
+def provenance(language: str, limits: Limits, backend: Backend | None = None) -> Provenance:
+    """What a verdict on a `language` program run under `limits` by `backend` rests on."""
+    backend = backend or default_sandbox()
+    return Provenance(backend.name, backend.describe(), language, toolchain_version(language), limits,
+                      backend.image_id)

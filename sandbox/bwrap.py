@@ -480,6 +480,7 @@ class LocalBackend:
     """Runs each request in a jail of its own: correct everywhere, ~50-100 ms slower than the pool."""
 
     name = "bwrap"
+    image_id = None  # jails run the host's /usr
 
     def __init__(self, config: LocalConfig | None = None) -> None:
         self.config = config or LocalConfig()

@@ -15,6 +15,8 @@ and a test in tests/integration/test_sandbox_languages.py.
 
 from __future__ import annotations
 
+import functools
+import subprocess
 from dataclasses import dataclass
 
 WORK_DIR = "/work"
@@ -33,6 +35,9 @@ class Language:
     # True: run the source inside the jail's already-started interpreter (a fork of it) instead of
     # exec'ing run_argv; same semantics as `python3 file` minus ~12 ms of start-up.
     warm_python: bool = False
+    # The toolchain's version report, for a verdict's provenance; run on the host, whose /usr
+    # the jail mounts, so it names the very binaries the jail runs.
+    version_argv: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # The compile step runs on its own, under its own limits, and hands the artifact over.
@@ -46,6 +51,7 @@ LANGUAGES: dict[str, Language] = {
         source_file="solution.py",
         run_argv=(PYTHON, "-E", "-s", "solution.py"),
         warm_python=True,
+        version_argv=(PYTHON, "--version"),
     ),
     "cpp": Language(
         name="cpp",
@@ -53,6 +59,7 @@ LANGUAGES: dict[str, Language] = {
         compile_argv=("/usr/bin/g++", "-std=c++17", "-O2", "-pipe", "-o", "main", "main.cpp"),
         run_argv=("./main",),
         artifact="main",
+        version_argv=("/usr/bin/g++", "--version"),
     ),
 }
 
@@ -62,3 +69,17 @@ def get_language(name: str) -> Language:
         return LANGUAGES[name]
     except KeyError:
         raise ValueError(f"unknown language {name!r}; known: {sorted(LANGUAGES)}") from None
+
+
+@functools.cache
+def toolchain_version(name: str) -> str:
+    """The first line of the language's toolchain version report ("Python 3.11.2"), or why not."""
+    argv = get_language(name).version_argv
+    if not argv:
+        return "unknown"
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unavailable ({type(exc).__name__})"
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return lines[0].strip() if lines else f"unknown (exit {done.returncode})"

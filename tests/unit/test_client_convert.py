@@ -116,3 +116,19 @@ def test_service_error_survives_pickling_with_its_status():
     error = pickle.loads(pickle.dumps(ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "sample.id: missing")))
     assert (error.code, error.message) == (grpc.StatusCode.INVALID_ARGUMENT, "sample.id: missing")
     assert str(error) == "INVALID_ARGUMENT: sample.id: missing"
+
+
+def test_result_with_tests_and_provenance_round_trips():
+    from sandbox.api import Provenance
+    from sandbox.grading.result import Outcome, TestOutcome
+
+    tests = (TestOutcome(0, Outcome.PASSED, time_s=0.01),
+             TestOutcome.judged(1, Outcome.FAILED, "line 1 differs", time_s=0.02, input="5\n", expected="10\n",
+                                actual="5\n", stderr="trace"))
+    provenance = Provenance("docker", "docker containers", "python", "Python 3.11.2", Limits(network="none"),
+                            image_id="sha256:abc")
+    result = VerifierResult(Verdict.INCORRECT, 0.5, "1/2 tests passed", tests=tests, provenance=provenance)
+    back = convert.result_from_proto(convert.result_to_proto(result))
+    assert (back, back.tests, back.provenance) == (result, tests, provenance)
+    plain = VerifierResult(Verdict.CORRECT, 1.0, "ok")
+    assert convert.result_from_proto(convert.result_to_proto(plain)) == plain
