@@ -63,9 +63,11 @@ class SFTConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    prompts: str = "examples/arith_prompts.jsonl"
+    prompts: str | None = "examples/arith_prompts.jsonl"
     """JSONL lines {"id", "prompt", "answer", "task"}; a relative path is looked up in the working
-    directory, then in the repository (so the default runs from anywhere)."""
+    directory, then in the repository (so the default runs from anywhere). null: generated only."""
+    generated: tuple[Literal["linear_functions"], ...] = ()
+    """Task families generated in code (trainer/code_tasks.py), added to `prompts`."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,7 @@ class TrainConfig:
             ),
             (0.0 <= self.sft.generated_correct_fraction <= 1.0, "sft.generated_correct_fraction: must be in [0, 1]"),
             (bool(self.rewards.routing), "rewards.routing: must route at least one task"),
+            (bool(self.data.prompts or self.data.generated), "data: needs prompts, generated tasks or both"),
         ]
         for ok, message in checks:
             if not ok:

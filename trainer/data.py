@@ -1,7 +1,8 @@
 """Prompt and SFT files: JSONL in, validated plain dataclasses out.
 
 Prompt line: {"id": str, "prompt": str, "answer": str, "task": str}; an optional "metadata"
-object is carried through to the verifiers. SFT line: {"prompt": str, "completion": str}.
+object is carried through to the verifiers, and optional "tests" (the code verifier's tests) too.
+SFT line: {"prompt": str, "completion": str}.
 A bad line is an error naming the file, the line number and the field.
 """
 
@@ -26,11 +27,12 @@ class PromptItem:
     answer: str
     task: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    tests: Any = None  # for code tasks: the code verifier's tests (rewards/code.py)
 
     def to_sample(self, sample_id: str, completion: str) -> Sample:
         """A completion of this prompt, as the verifiers take it."""
         return Sample(id=sample_id, task=self.task, completion=completion, prompt=self.prompt, answer=self.answer,
-                      metadata=dict(self.metadata))
+                      tests=self.tests, metadata=dict(self.metadata))
 
 
 def _read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
@@ -68,13 +70,14 @@ def load_prompts(path: str | Path) -> list[PromptItem]:
     items = []
     for number, raw in _read_jsonl(path):
         where = f"{path}:{number}"
-        unknown = set(raw) - {"id", "prompt", "answer", "task", "metadata"}
+        unknown = set(raw) - {"id", "prompt", "answer", "task", "metadata", "tests"}
         if unknown:
             raise DataError(f"{where}: unknown field {sorted(unknown)[0]!r}")
         metadata = raw.get("metadata") or {}
         if not isinstance(metadata, dict):
             raise DataError(f"{where}: field 'metadata' must be an object")
-        items.append(PromptItem(*(_require_str(raw, k, where) for k in ("id", "prompt", "answer", "task")), metadata))
+        items.append(PromptItem(*(_require_str(raw, k, where) for k in ("id", "prompt", "answer", "task")), metadata,
+                                raw.get("tests")))
     ids = [p.id for p in items]
     if len(set(ids)) != len(ids):
         raise DataError(f"{path}: duplicate prompt ids")

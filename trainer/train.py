@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         cfg = load_config(args.config, parse_overrides(args.set))
-        prompts = load_prompts(resolve_path(cfg.data.prompts))
+        prompts = training_prompts(cfg)
         routing = RoutingConfig.from_dict({"tasks": cfg.rewards.routing}, source="rewards.routing")
         unrouted = sorted({p.task for p in prompts} - set(routing.tasks))
         if unrouted:
@@ -58,6 +58,19 @@ def run(args: argparse.Namespace) -> int:
     rows = train(cfg, prompts, routing, output, resume=args.resume, progress=not args.no_progress)
     print(summary(rows, time.perf_counter() - start, output))
     return 0
+
+
+def training_prompts(cfg: TrainConfig) -> list[PromptItem]:
+    """The prompts file's tasks, then every generated family's."""
+    from trainer.code_tasks import GENERATORS
+
+    prompts = load_prompts(resolve_path(cfg.data.prompts)) if cfg.data.prompts else []
+    for family in cfg.data.generated:
+        prompts += GENERATORS[family]()
+    ids = [p.id for p in prompts]
+    if len(set(ids)) != len(ids):
+        raise DataError("data: a generated task's id is also in the prompts file")
+    return prompts
 
 
 def summary(rows: list[dict[str, Any]], wall_s: float, output: Path) -> str:
