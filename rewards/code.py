@@ -1,7 +1,8 @@
 """The `code` verifier: the completion's final fenced code block, graded by the sample's tests.
 
 Sample fields used (see README, "Code"):
-  language  "python" | "cpp" (else the fence tag decides; python by default)
+  language  "python" | "cpp" | "c" | "rust" | "go" | "javascript" | "java" (else the fence tag
+            decides; python by default); one whose toolchain this host lacks is ERROR, never 0
   tests     {"kind": "assert", "entry_point": NAME, "test": SOURCE,        HumanEval: SOURCE defines
              "setup": PROMPT?}                                             check(candidate); 1 test
             {"kind": "assert", "test": [LINE, ...], "setup": SOURCE?}      MBPP: each line one test
@@ -36,12 +37,19 @@ from sandbox.grading import (
     grade_function_tests,
     grade_stdio,
 )
+from sandbox.languages import LANGUAGES as SANDBOX_LANGUAGES
+from sandbox.languages import get_language
 
 LANGUAGE_ALIASES = {
     "python": "python", "py": "python", "python3": "python",
     "cpp": "cpp", "c++": "cpp", "cc": "cpp", "cxx": "cpp",
+    "c": "c",
+    "rust": "rust", "rs": "rust",
+    "go": "go", "golang": "go",
+    "javascript": "javascript", "js": "javascript", "node": "javascript", "nodejs": "javascript",
+    "java": "java",
 }
-LANGUAGES = ("python", "cpp")
+LANGUAGES = tuple(SANDBOX_LANGUAGES)
 # One set of bounds for CodeConfig and a sample's `limits`, so the two cannot drift apart.
 MAX_TIME_S = 60
 MIN_MEMORY_MIB, MAX_MEMORY_MIB = 16, 8192
@@ -241,6 +249,10 @@ class CodeVerifier:
             return VerifierResult.incorrect(detail=f"code block in unsupported language {block.tag!r}")
         if isinstance(spec, FunctionTestSpec) and language != "python":
             return VerifierResult.incorrect(detail=f"these tests need a Python program, got {language}")
+        try:
+            get_language(language)
+        except ValueError as exc:  # this host lacks the toolchain: the deployment's fault, not the program's
+            return VerifierResult.error(str(exc))
         box = shared_sandbox()
         if isinstance(spec, FunctionTestSpec):
             limits = function_test_limits(spec, time_s, memory_mib)
