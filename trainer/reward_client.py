@@ -64,7 +64,8 @@ def write_routing(routing: RoutingConfig, workdir: Path) -> str:
     """The services read routing from a file: write ours where every process can read it."""
     path = workdir / "routing.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(routing.to_dict()))
+    # In routing order: a task's first verifier is its primary (sorted keys made `format` math's).
+    path.write_text(yaml.safe_dump(routing.to_dict(), sort_keys=False))
     return str(path.resolve())
 
 

@@ -68,3 +68,12 @@ def test_per_task_accuracy_is_reported_for_every_task():
               Group(code, [], [scored("code", True), scored("code", True)])]
     metrics = reward_metrics(groups, 0, {"math": "math", "code": "code"})
     assert (metrics["accuracy/math"], metrics["accuracy/code"], metrics["accuracy_mean"]) == (0.5, 1.0, 0.75)
+
+
+def test_routing_written_for_the_services_keeps_each_tasks_primary_first(tmp_path):
+    from rewards.routing import RoutingConfig
+    from trainer.reward_client import write_routing
+
+    routing = RoutingConfig.from_dict({"tasks": load_config("configs/tiny-mix.yaml").rewards.routing})
+    written = RoutingConfig.load(write_routing(routing, tmp_path))
+    assert {task: route[0].verifier for task, route in written.tasks.items()} == {"math": "math", "code": "code"}
