@@ -108,7 +108,8 @@ def deploy_verifiers(routing_file: str, app: str = TRAIN_APP, worker_processes: 
     One family (every task's primary verifier in it): that family's app, which also serves the
     verifiers its tasks route to (format for math), under a name of its own (`app`) so that it
     never replaces an app someone else deployed on the same cluster. Several (math and code in
-    one run): each family's app and the router, which sends each sample to its task's app.
+    one run): the app of every family the routing uses (rules for format) and the router, which
+    sends each verifier of a sample to its family's app.
     """
     from ray import serve
 
@@ -123,6 +124,10 @@ def deploy_verifiers(routing_file: str, app: str = TRAIN_APP, worker_processes: 
         raise ValueError(f"rewards.routing: the trainer deploys built-in verifier families; primaries "
                          f"{sorted(primaries)} are not all in one (run `arbiter serve` and set rewards.endpoint)")
     deployment = DeploymentConfig(scoring=ScoringConfig(worker_processes=worker_processes), num_cpus=0.5)
+    if len(families) > 1:
+        # The router sends each verifier a client names to its family's app: all of them are needed.
+        families = sorted({family for family, names in FAMILY_VERIFIERS.items()
+                           if routing.verifier_names() & set(names)})
     cluster = ClusterConfig(routing_file=routing_file, router=RouterConfig(enabled=len(families) > 1),
                             families=dict.fromkeys(families, deployment))
     cluster.validate()
