@@ -1,7 +1,8 @@
 """The `code` verifier: the completion's final fenced code block, graded by the sample's tests.
 
 Sample fields used (see README, "Code"):
-  language  "python" | "cpp" (else the fence tag decides; python by default)
+  language  "python" | "cpp" | "c" | "rust" | "go" | "javascript" | "java" (else the fence tag
+            decides; python by default); one whose toolchain this host lacks is ERROR, never 0
   tests     {"kind": "assert", "entry_point": NAME, "test": SOURCE,        HumanEval: SOURCE defines
              "setup": PROMPT?}                                             check(candidate); 1 test
             {"kind": "assert", "test": [LINE, ...], "setup": SOURCE?}      MBPP: each line one test
@@ -19,11 +20,11 @@ sandbox/grading/harness/referee.py for why exits, patches, fake output and rigge
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rewards.types import Sample, SampleError, VerifierResult
-from sandbox import Sandbox, default_sandbox
+from sandbox import Sandbox, default_sandbox, provenance
 from sandbox.api import Limits
 from sandbox.grading import (
     Checker,
@@ -32,15 +33,23 @@ from sandbox.grading import (
     GradeReport,
     GradingFault,
     StdioCase,
+    function_test_limits,
     grade_function_tests,
     grade_stdio,
 )
+from sandbox.languages import LANGUAGES as SANDBOX_LANGUAGES
+from sandbox.languages import get_language
 
 LANGUAGE_ALIASES = {
     "python": "python", "py": "python", "python3": "python",
     "cpp": "cpp", "c++": "cpp", "cc": "cpp", "cxx": "cpp",
+    "c": "c",
+    "rust": "rust", "rs": "rust",
+    "go": "go", "golang": "go",
+    "javascript": "javascript", "js": "javascript", "node": "javascript", "nodejs": "javascript",
+    "java": "java",
 }
-LANGUAGES = ("python", "cpp")
+LANGUAGES = tuple(SANDBOX_LANGUAGES)
 # One set of bounds for CodeConfig and a sample's `limits`, so the two cannot drift apart.
 MAX_TIME_S = 60
 MIN_MEMORY_MIB, MAX_MEMORY_MIB = 16, 8192
@@ -240,18 +249,26 @@ class CodeVerifier:
             return VerifierResult.incorrect(detail=f"code block in unsupported language {block.tag!r}")
         if isinstance(spec, FunctionTestSpec) and language != "python":
             return VerifierResult.incorrect(detail=f"these tests need a Python program, got {language}")
-        run = shared_sandbox().run
+        try:
+            get_language(language)
+        except ValueError as exc:  # this host lacks the toolchain: the deployment's fault, not the program's
+            return VerifierResult.error(str(exc))
+        box = shared_sandbox()
+        if isinstance(spec, FunctionTestSpec):
+            limits = function_test_limits(spec, time_s, memory_mib)
+        else:
+            limits = Limits(wall_time_s=2 * time_s + 1, cpu_time_s=time_s, memory_mib=memory_mib)
+        source = provenance(language, limits, box)
         try:
             if isinstance(spec, FunctionTestSpec):
-                report = grade_function_tests(block.code, spec, run, time_s=time_s, memory_mib=memory_mib,
+                report = grade_function_tests(block.code, spec, box.run, time_s=time_s, memory_mib=memory_mib,
                                               stop_at_first_failure=self.config.stop_at_first_failure)
             else:
-                limits = Limits(wall_time_s=2 * time_s + 1, cpu_time_s=time_s, memory_mib=memory_mib)
-                report = grade_stdio(language, block.code, spec.cases, run, limits, spec.tolerance,
+                report = grade_stdio(language, block.code, spec.cases, box.run, limits, spec.tolerance,
                                      spec.checker, self.config.stop_at_first_failure)
         except GradingFault as exc:
-            return VerifierResult.error(str(exc))
-        return self._result(report)
+            return replace(VerifierResult.error(str(exc)), provenance=source)
+        return replace(self._result(report), tests=report.outcomes, provenance=source)
 
     def cache_key(self, sample: Sample) -> str | None:
         """The graded program, trailing spaces dropped: completions that differ only in prose share a verdict."""

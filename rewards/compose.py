@@ -23,6 +23,15 @@ from rewards.routing import DEFAULT_ROUTING, RoutingConfig
 from rewards.types import Sample, SampleError, Verdict, VerifierResult, describe_exception
 
 
+def _component_record(result: VerifierResult) -> dict[str, Any]:
+    record: dict[str, Any] = {"score": result.score, "verdict": result.verdict.value, "detail": result.detail}
+    if result.tests:
+        record["tests"] = [t.to_record() for t in result.tests]
+    if result.provenance is not None:
+        record["provenance"] = result.provenance.to_record()
+    return record
+
+
 @dataclass(frozen=True)
 class ScoredSample:
     """The outcome for one input sample: a reward and its components, or an input error."""

@@ -10,7 +10,11 @@ from __future__ import annotations
 import enum
 import numbers
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # only the code verifier builds these; the contract itself needs no sandbox
+    from sandbox.api import Provenance
+    from sandbox.grading.result import TestOutcome
 
 
 class Verdict(enum.Enum):
@@ -48,6 +52,9 @@ class VerifierResult:
     NOT_APPLICABLE/TIMEOUT/ERROR; `answer` is the extracted answer, when the
     verifier extracts one; `audit` is an independent check's verdict on the same
     answer, when this sample was audited (the math verifier's second opinion).
+    Verifiers that run programs add `tests`, one outcome per test (status, time, and
+    for a failure its input, expected and actual output and stderr tail), and
+    `provenance`: the backend, limits and toolchain the verdict rests on.
     """
 
     verdict: Verdict
@@ -55,6 +62,10 @@ class VerifierResult:
     detail: str = ""
     answer: str | None = None
     audit: Verdict | None = None
+    # Diagnostics, not the judgement: two results with the same verdict, score and detail are
+    # equal whatever the tests' times were.
+    tests: tuple[TestOutcome, ...] = field(default=(), compare=False)
+    provenance: Provenance | None = field(default=None, compare=False)
 
     @property
     def audit_disagrees(self) -> bool:

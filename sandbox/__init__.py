@@ -5,6 +5,8 @@
     result = run(RunRequest("python", "print(input()[::-1])", stdin="abc"))
     with Sandbox(PoolConfig(pool_size=4)) as box:          # a warm pool of your own
         result = box.run(RunRequest("cpp", source, limits=Limits(wall_time_s=2)))
+    # languages: python, cpp, c, rust, go, javascript, java (sandbox/languages.py; describe()
+    # lists those whose toolchain this host has, and asking for another is a clear ValueError)
 
 `run` uses a process-wide warm pool started on first use (closed at exit), or the backend you
 pass: `LocalBackend()` (a new jail per run), `Sandbox(...)` (warm pool), `DockerBackend(...)`.
@@ -57,15 +59,17 @@ import atexit
 import os
 import threading
 
-from sandbox.api import Limits, RunRequest, RunResult, Status
+from sandbox.api import Limits, Provenance, RunRequest, RunResult, Status
 from sandbox.backend import Backend
 from sandbox.bwrap import LocalBackend, LocalConfig, SandboxUnavailable
 from sandbox.docker_backend import DockerBackend, DockerConfig
+from sandbox.languages import available, toolchain_version
 from sandbox.pool import PoolConfig, Sandbox
 
 __all__ = [
-    "Backend", "DockerBackend", "DockerConfig", "Limits", "LocalBackend", "LocalConfig", "PoolConfig",
-    "RunRequest", "RunResult", "Sandbox", "SandboxUnavailable", "Status", "default_sandbox", "describe", "run",
+    "Backend", "DockerBackend", "DockerConfig", "Limits", "LocalBackend", "LocalConfig", "PoolConfig", "Provenance",
+    "RunRequest", "RunResult", "Sandbox", "SandboxUnavailable", "Status", "default_sandbox", "describe",
+    "provenance", "run",
 ]
 
 _default: tuple[int, Sandbox] | None = None  # (owner pid, pool)
@@ -98,5 +102,13 @@ def run(request: RunRequest, backend: Backend | None = None) -> RunResult:
 
 
 def describe(backend: Backend | None = None) -> str:
-    """What isolation and limit mechanisms are in force, in one line."""
-    return (backend or default_sandbox()).describe()
+    """What isolation and limit mechanisms are in force and which languages this host runs, in one line."""
+    languages = ", ".join(f"{name} ({toolchain_version(name)})" for name in available())
+    return f"{(backend or default_sandbox()).describe()}; languages: {languages}"
+
+
+def provenance(language: str, limits: Limits, backend: Backend | None = None) -> Provenance:
+    """What a verdict on a `language` program run under `limits` by `backend` rests on."""
+    backend = backend or default_sandbox()
+    return Provenance(backend.name, backend.describe(), language, toolchain_version(language), limits,
+                      backend.image_id)

@@ -153,8 +153,9 @@ def _set_rlimits(lim):
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_MSGQUEUE, (0, 0))
     _soft, stack_hard = resource.getrlimit(resource.RLIMIT_STACK)
-    # Contest programs recurse deeply; let the stack grow to the memory limit, as judges do.
-    want = lim["as_bytes"] if stack_hard == resource.RLIM_INFINITY else min(lim["as_bytes"], stack_hard)
+    # Contest programs recurse deeply: the stack may grow to the memory limit, as judges allow,
+    # unless the language's runtime sizes every thread's stack by this limit (stack_bytes less).
+    want = lim["stack_bytes"] if stack_hard == resource.RLIM_INFINITY else min(lim["stack_bytes"], stack_hard)
     resource.setrlimit(resource.RLIMIT_STACK, (want, stack_hard))
 
 

@@ -77,3 +77,23 @@ class RunResult:
     peak_memory_mib: float | None
     detail: str = ""
     result_bytes: bytes | None = None  # what was written to fd 3 when RunRequest.result_fd was set
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a verdict came from: what ran the program, under which limits, with which toolchain."""
+
+    backend: str  # Backend.name: "bwrap", "bwrap-pool", "docker"
+    isolation: str  # Backend.describe()
+    language: str
+    toolchain: str  # the toolchain's version line, "Python 3.11.2"
+    limits: Limits
+    image_id: str | None = None  # the Docker image's id, for the Docker backend
+
+    def to_record(self) -> dict[str, object]:
+        record: dict[str, object] = {
+            "backend": self.backend, "isolation": self.isolation, "language": self.language,
+            "toolchain": self.toolchain, "limits": dict(vars(self.limits))}
+        if self.image_id is not None:
+            record["image_id"] = self.image_id
+        return record

@@ -10,6 +10,7 @@ from sandbox.api import RunRequest, RunResult
 @runtime_checkable
 class Backend(Protocol):
     name: str
+    image_id: str | None  # the image programs run from, for backends that have one (Docker)
 
     def run(self, request: RunRequest) -> RunResult:
         """Run one request to completion under its limits; thread-safe."""

@@ -51,7 +51,9 @@ SANDBOX_UID = 65534
 ZYGOTE_SOURCE = (Path(__file__).parent / "_zygote.py").read_text()
 # Files of the host's /etc a program may legitimately read: the dynamic loader's cache,
 # Debian's interpreter config and alternatives symlinks (g++ -> g++-12), time zone.
-ETC_FILES = ("ld.so.cache", "ld.so.conf", "python3.11", "alternatives", "localtime")
+# The JDK's configuration lives in /etc too (its lib/jvm.cfg and conf/ are symlinks there).
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "python3.11", "alternatives", "localtime",
+             *sorted(p.name for p in Path("/etc").glob("java-*-openjdk")))
 # The jail's own account database: the sandbox user only, nothing of the host's users.
 ETC_DATA = {
     "/etc/passwd": b"nobody:x:65534:65534:sandbox:/tmp:/usr/sbin/nologin\n",
@@ -143,8 +145,9 @@ def zygote_spec(plan: Plan, blob: bytearray | None = None) -> dict[str, object]:
         "files": files,
         "steps": [{
             "kind": s.kind, "argv": list(s.argv), "path": s.path, "capture": s.capture, "wall_s": s.limits.wall_s,
-            "limits": {"cpu_s": s.limits.cpu_s, "as_bytes": s.limits.memory_bytes,
-                       "fsize_bytes": s.limits.fsize_bytes, "nofile": s.limits.nofile, "nproc": s.limits.nproc},
+            "limits": {"cpu_s": s.limits.cpu_s, "as_bytes": s.limits.address_space_bytes,
+                       "fsize_bytes": s.limits.fsize_bytes, "nofile": s.limits.nofile, "nproc": s.limits.nproc,
+                       "stack_bytes": s.limits.stack_bytes},
         } for s in plan.steps],
         "env": plan.env, "work_dir": "/work", "bpf_hex": compiled_bpf(plan.network).hex(),
         "capture_cap_bytes": COMPILE_OUTPUT_CAP_BYTES,
@@ -480,6 +483,7 @@ class LocalBackend:
     """Runs each request in a jail of its own: correct everywhere, ~50-100 ms slower than the pool."""
 
     name = "bwrap"
+    image_id = None  # jails run the host's /usr
 
     def __init__(self, config: LocalConfig | None = None) -> None:
         self.config = config or LocalConfig()

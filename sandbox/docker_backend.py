@@ -83,16 +83,18 @@ class DockerBackend:
             raise SandboxUnavailable(f"no Docker engine reachable: {exc}") from exc
         self._uids = itertools.cycle(range(self.config.first_uid, self.config.first_uid + self.config.uid_count))
         self._uid_lock = threading.Lock()
-        self._ensure_image()
+        self.image_id = self._ensure_image()
 
-    def _ensure_image(self) -> None:
+    def _ensure_image(self) -> str:
+        """The image's id, importing the image first when the engine does not have it."""
         import docker
 
         try:
-            self.client.images.get(self.config.image)
+            return self.client.images.get(self.config.image).id
         except docker.errors.ImageNotFound:
             repository, _, tag = self.config.image.partition(":")
             self.client.api.import_image_from_data(rootfs_tar(), repository=repository, tag=tag or "latest")
+            return self.client.images.get(self.config.image).id
 
     def describe(self) -> str:
         return (f"docker containers ({self.config.image}, network none, read-only root, no capabilities, "

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from sandbox.api import Limits, RunRequest, RunResult, Status
-from sandbox.languages import get_language
+from sandbox.languages import Language, get_language
 
 MIB = 1 << 20
 COMPILE_MEMORY_MIB = 2048  # cc1plus on template-heavy code needs far more than a program's limit
@@ -21,17 +21,20 @@ COMPILE_OUTPUT_CAP_BYTES = 64 << 10
 RESULT_CAP_BYTES = 16 << 20
 TMPFS_INODES = 16384  # files per tmpfs: millions of empty files would cost kernel memory and time
 # Markers the runtimes print when an allocation fails under RLIMIT_AS (no cgroup to count it).
-MEMORY_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "out of memory")
+MEMORY_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "out of memory", "OutOfMemoryError",
+                  "memory allocation of", "runtime: cannot allocate memory")
 
 
 @dataclass(frozen=True)
 class StepLimits:
     wall_s: float
     cpu_s: float
-    memory_bytes: int
+    memory_bytes: int  # what the step may use: the cgroup's limit
     fsize_bytes: int
     nofile: int
-    nproc: int
+    nproc: int  # processes and threads
+    address_space_bytes: int  # RLIMIT_AS: memory_bytes plus what the language's runtime only reserves
+    stack_bytes: int  # RLIMIT_STACK: the address space, or the language's thread stack size
 
 
 @dataclass(frozen=True)
@@ -61,16 +64,23 @@ class Plan:
         return replace(self, steps=self.steps[:1])
 
 
-def _step_limits(limits: Limits, *, compile_step: bool) -> StepLimits:
+def _step_limits(limits: Limits, language: Language, *, compile_step: bool) -> StepLimits:
+    reserved = language.address_space_extra_mib * MIB
+    stack = language.thread_stack_mib * MIB if language.thread_stack_mib else None
     if compile_step:
+        memory = max(limits.memory_mib, COMPILE_MEMORY_MIB) * MIB
         return StepLimits(
-            wall_s=limits.compile_time_s, cpu_s=limits.compile_time_s,
-            memory_bytes=max(limits.memory_mib, COMPILE_MEMORY_MIB) * MIB,
-            fsize_bytes=max(limits.max_file_size_mib, 64) * MIB, nofile=256, nproc=max(limits.max_processes, 16),
+            wall_s=limits.compile_time_s, cpu_s=limits.compile_time_s, memory_bytes=memory,
+            fsize_bytes=max(limits.max_file_size_mib, 64) * MIB, nofile=256,
+            nproc=max(limits.max_processes, 16) + language.extra_processes, address_space_bytes=memory + reserved,
+            stack_bytes=stack or memory + reserved,
         )
+    memory = limits.memory_mib * MIB
     return StepLimits(
-        wall_s=limits.wall_time_s, cpu_s=limits.cpu_time_s, memory_bytes=limits.memory_mib * MIB,
-        fsize_bytes=limits.max_file_size_mib * MIB, nofile=limits.max_open_files, nproc=limits.max_processes,
+        wall_s=limits.wall_time_s, cpu_s=limits.cpu_time_s, memory_bytes=memory,
+        fsize_bytes=limits.max_file_size_mib * MIB, nofile=limits.max_open_files,
+        nproc=limits.max_processes + language.extra_processes, address_space_bytes=memory + reserved,
+        stack_bytes=stack or memory + reserved,
     )
 
 
@@ -99,11 +109,16 @@ def build_plan(request: RunRequest, *, warm_python: bool = True, artifact: bytes
         files.append((language.artifact, artifact, 0o555, True))
     elif language.compile_argv is not None:
         steps.append(Step("exec", language.compile_argv, language.source_file,
-                          _step_limits(request.limits, compile_step=True), capture=True))
+                          _step_limits(request.limits, language, compile_step=True), capture=True))
     kind = "python" if (language.warm_python and warm_python) else "exec"
-    steps.append(Step(kind, language.run_argv, language.source_file,
-                      _step_limits(request.limits, compile_step=False), capture=False))
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
+    def sized(text: str) -> str:  # the run's memory limit, where a runtime takes it as a flag
+        return text.replace("{memory_mib}", str(request.limits.memory_mib))
+
+    run_argv = tuple(sized(arg) for arg in language.run_argv)
+    steps.append(Step(kind, run_argv, language.source_file,
+                      _step_limits(request.limits, language, compile_step=False), capture=False))
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp",
+           **{name: sized(value) for name, value in language.env.items()}}
     if request.result_fd:
         env["ARBITER_RESULT_FD"] = "3"
     key = compile_key(request) if compiles else None

@@ -57,6 +57,7 @@ class Sandbox:
     """A warm pool of jails; use as a context manager or call close()."""
 
     name = "bwrap-pool"
+    image_id = None  # jails run the host's /usr
 
     def __init__(self, config: PoolConfig | None = None) -> None:
         self.config = config or PoolConfig()

@@ -16,7 +16,8 @@ from protos.arbiter.v1 import common_pb2, sandbox_pb2, verifier_pb2
 from rewards.compose import ScoredSample
 from rewards.routing import RoutingConfig
 from rewards.types import Sample, SampleError, Verdict, VerifierResult
-from sandbox.api import Limits, RunRequest, RunResult, Status, encodable
+from sandbox.api import Limits, Provenance, RunRequest, RunResult, Status, encodable
+from sandbox.grading.result import Outcome, TestOutcome
 
 _VERDICT_TO_PB = {
     Verdict.CORRECT: common_pb2.VERDICT_CORRECT,
@@ -143,14 +144,51 @@ def sample_from_proto(msg: verifier_pb2.Sample) -> Sample:
 # fail its batch, nor the cached copy of its result every retry, so each text is made encodable here.
 
 
+_TEST_TEXTS = ("detail", "input", "expected", "actual", "stderr_tail")
+
+
+def test_outcome_to_proto(outcome: TestOutcome) -> sandbox_pb2.TestResult:
+    msg = sandbox_pb2.TestResult(index=outcome.index, status=sandbox_pb2.TestStatus.Value(
+        f"TEST_STATUS_{outcome.outcome.name}"), **{name: encodable(getattr(outcome, name)) for name in _TEST_TEXTS})
+    if outcome.time_s is not None:
+        msg.time_s = outcome.time_s
+    return msg
+
+
+def test_outcome_from_proto(msg: sandbox_pb2.TestResult, field_name: str) -> TestOutcome:
+    name = sandbox_pb2.TestStatus.Name(msg.status).removeprefix("TEST_STATUS_")
+    if name not in Outcome.__members__:
+        raise SampleError(f"{field_name}.status", "must be set")
+    return TestOutcome(msg.index, Outcome[name], time_s=msg.time_s if msg.HasField("time_s") else None,
+                       **{text: getattr(msg, text) for text in _TEST_TEXTS})
+
+
+def provenance_to_proto(provenance: Provenance) -> sandbox_pb2.Provenance:
+    return sandbox_pb2.Provenance(backend=provenance.backend, isolation=provenance.isolation,
+                                  language=provenance.language, toolchain=provenance.toolchain,
+                                  limits=limits_to_proto(provenance.limits), image_id=provenance.image_id)
+
+
+def provenance_from_proto(msg: sandbox_pb2.Provenance, field_name: str) -> Provenance:
+    try:
+        limits = limits_from_proto(msg.limits)
+    except SampleError as exc:
+        raise SampleError(f"{field_name}.{exc.field}", exc.message) from None
+    return Provenance(msg.backend, msg.isolation, msg.language, msg.toolchain, limits,
+                      msg.image_id if msg.HasField("image_id") else None)
+
+
 def result_to_proto(result: VerifierResult) -> verifier_pb2.VerifierResult:
-    msg = verifier_pb2.VerifierResult(verdict=verdict_to_proto(result.verdict), detail=encodable(result.detail))
+    msg = verifier_pb2.VerifierResult(verdict=verdict_to_proto(result.verdict), detail=encodable(result.detail),
+                                      tests=[test_outcome_to_proto(t) for t in result.tests])
     if result.score is not None:
         msg.score = result.score
     if result.answer is not None:
         msg.answer = encodable(result.answer)
     if result.audit is not None:
         msg.audit = verdict_to_proto(result.audit)
+    if result.provenance is not None:
+        msg.provenance.CopyFrom(provenance_to_proto(result.provenance))
     return msg
 
 
@@ -159,8 +197,11 @@ def result_from_proto(msg: verifier_pb2.VerifierResult, field_name: str = "resul
     score = msg.score if msg.HasField("score") else None
     answer = msg.answer if msg.HasField("answer") else None
     audit = verdict_from_proto(msg.audit, f"{field_name}.audit") if msg.audit else None
+    tests = tuple(test_outcome_from_proto(t, f"{field_name}.tests[{i}]") for i, t in enumerate(msg.tests))
+    provenance = provenance_from_proto(msg.provenance, f"{field_name}.provenance") \
+        if msg.HasField("provenance") else None
     try:
-        return VerifierResult(verdict, score, msg.detail, answer, audit)
+        return VerifierResult(verdict, score, msg.detail, answer, audit, tests, provenance)
     except ValueError as exc:
         raise SampleError(f"{field_name}.score", str(exc)) from None
 
@@ -354,6 +395,9 @@ def grade_response(scored: ScoredSample) -> sandbox_pb2.GradeResponse:
     result = scored.components.get("code")
     if result is not None:
         msg.detail = encodable(result.detail)
+        msg.tests.extend(test_outcome_to_proto(t) for t in result.tests)
+        if result.provenance is not None:
+            msg.provenance.CopyFrom(provenance_to_proto(result.provenance))
     if scored.reward is not None:
         msg.score = scored.reward
     return msg

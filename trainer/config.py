@@ -70,9 +70,12 @@ class SFTConfig:
 class DataConfig:
     """Where the prompts are and which of their fields hold what (also read for eval.prompts)."""
 
-    prompts: str = "examples/arith_prompts.jsonl"
+    prompts: str | None = "examples/arith_prompts.jsonl"
     """A prompt file, JSONL (.jsonl) or Parquet (.parquet), read locally; a relative path is
-    looked up in the working directory, then in the repository (so the default runs from anywhere)."""
+    looked up in the working directory, then in the repository (so the default runs from anywhere).
+    null: generated tasks only."""
+    generated: tuple[Literal["linear_functions"], ...] = ()
+    """Task families generated in code (trainer/code_tasks.py), added to `prompts`."""
     prompt_field: str = "prompt"
     answer_field: str = "answer"
     """The gold answer the verifiers compare with (a number is read as its text)."""
@@ -275,6 +278,7 @@ class TrainConfig:
             (self.eval.every_steps >= 1, "eval.every_steps: must be at least 1"),
             (self.eval.samples_per_prompt >= 1, "eval.samples_per_prompt: must be at least 1"),
             (self.eval.temperature > 0, "eval.temperature: must be > 0"),
+            (bool(self.data.prompts or self.data.generated), "data: needs prompts, generated tasks or both"),
         ]
         for ok, message in checks:
             if not ok:

@@ -3,9 +3,9 @@
 A prompt file is JSONL (.jsonl) or Parquet (.parquet), read locally with pyarrow; `DataConfig`
 names the fields that hold the prompt, the answer, the id and the task (default: the columns `id`,
 `prompt`, `answer`, `task`), and other columns are ignored, so a GSM8K or MATH file is read as it
-comes. An optional `metadata` object per row is carried through to the verifiers. SFT line:
-{"prompt": str, "completion": str}. A bad row is an error naming the file, the row and the field;
-a wrong field name, the file and the fields it has.
+comes. An optional `metadata` object per row is carried through to the verifiers, and optional
+`tests` (the code verifier's tests) too. SFT line: {"prompt": str, "completion": str}. A bad row
+is an error naming the file, the row and the field; a wrong field name, the file and the fields it has.
 """
 
 from __future__ import annotations
@@ -31,11 +31,12 @@ class PromptItem:
     answer: str
     task: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    tests: Any = None  # for code tasks: the code verifier's tests (rewards/code.py)
 
     def to_sample(self, sample_id: str, completion: str) -> Sample:
         """A completion of this prompt, as the verifiers take it."""
         return Sample(id=sample_id, task=self.task, completion=completion, prompt=self.prompt, answer=self.answer,
-                      metadata=dict(self.metadata))
+                      tests=self.tests, metadata=dict(self.metadata))
 
 
 def _read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
@@ -137,6 +138,7 @@ def load_prompts(path: str | Path, fields: DataConfig | None = None) -> list[Pro
             answer=answer,
             task=fields.task if fields.task is not None else _require_str(raw, fields.task_field, where),
             metadata=metadata,
+            tests=raw.get("tests"),
         ))
     seen: set[str] = set()
     for item in items:

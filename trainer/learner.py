@@ -84,7 +84,8 @@ def _mean(values: list[float]) -> float | None:
 
 
 def reward_metrics(groups: list[Group], version: int, primary: dict[str, str]) -> dict[str, Any]:
-    """Reward, per-component, accuracy (the task's primary verifier said CORRECT), format, staleness."""
+    """Reward, per-component, accuracy (the task's primary verifier said CORRECT; overall and
+    `accuracy/<task>` per task), format, staleness."""
     scores = [s for g in groups for s in g.scores]
     completions = [c for g in groups for c in g.completions]
     components: dict[str, list[float]] = {}
@@ -93,11 +94,13 @@ def reward_metrics(groups: list[Group], version: int, primary: dict[str, str]) -
             if result.score is not None:
                 components.setdefault(name, []).append(result.score)
     correct = []
+    by_task: dict[str, list[float]] = {}
     for g in groups:
         verifier = primary[g.prompt.task]
         for s in g.scores:
             result = s.components.get(verifier)
             correct.append(float(result is not None and result.verdict is Verdict.CORRECT))
+            by_task.setdefault(g.prompt.task, []).append(correct[-1])
     out: dict[str, Any] = {
         "reward_mean": _mean([s.reward for s in scores if s.reward is not None]),
         "accuracy_mean": _mean(correct),
@@ -117,6 +120,8 @@ def reward_metrics(groups: list[Group], version: int, primary: dict[str, str]) -
         # Share of this step's audited samples where an independent check disputes the verdict
         out[f"audit/{name}_disagreement"] = _mean(disagreements)
         out[f"audit/{name}_audited"] = len(disagreements)
+    for task, values in sorted(by_task.items()):
+        out[f"accuracy/{task}"] = _mean(values)
     return out
 
 

@@ -18,7 +18,9 @@ def plot_metrics(metrics: Path, out: Path) -> None:
         return
     steps = [r["step"] for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key, label in (("accuracy_mean", "accuracy"), ("format_mean", "format"), ("reward_mean", "reward")):
+    tasks = sorted({key for r in rows for key in r if key.startswith("accuracy/")})
+    per_task = [(key, key.replace("/", " ")) for key in tasks] if len(tasks) > 1 else []
+    for key, label in (("accuracy_mean", "accuracy"), *per_task, ("format_mean", "format"), ("reward_mean", "reward")):
         values = [r.get(key) for r in rows]
         if any(v is not None for v in values):
             ax.plot(steps, [float("nan") if v is None else v for v in values], label=label)

@@ -102,30 +102,42 @@ def start_serve() -> str:
 
 
 def deploy_verifiers(routing_file: str, app: str = TRAIN_APP, worker_processes: int = 2) -> str:
-    """Deploy, on the running Serve instance, one app serving every verifier the routing needs -> its name.
+    """Deploy, on the running Serve instance, the apps serving every verifier the routing needs
+    -> the name of the app to call.
 
-    The app is the services' family app of the routing's primary verifier, which also serves the
-    verifiers its tasks route to (format for math), under a name of its own so that it never
-    replaces an app someone else deployed on the same cluster.
+    One family (every task's primary verifier in it): that family's app, which also serves the
+    verifiers its tasks route to (format for math), under a name of its own (`app`) so that it
+    never replaces an app someone else deployed on the same cluster. Several (math and code in
+    one run): the app of every family the routing uses (rules for format) and the router, which
+    sends each verifier of a sample to its family's app.
     """
     from ray import serve
 
-    from services.cluster_config import FAMILY_VERIFIERS, ClusterConfig, DeploymentConfig, RouterConfig
+    from services.cluster_config import FAMILY_VERIFIERS, ROUTER_APP, ClusterConfig, DeploymentConfig, RouterConfig
     from services.config import ScoringConfig
-    from services.serve_app import build_app
+    from services.serve_app import build_app, deploy
 
     routing = RoutingConfig.load(routing_file)
     primaries = {route[0].verifier for route in routing.tasks.values()}
     families = sorted({family for family, names in FAMILY_VERIFIERS.items() if primaries & set(names)})
-    if len(families) != 1 or not primaries <= set(FAMILY_VERIFIERS[families[0]]):
-        raise ValueError(f"rewards.routing: the trainer deploys one verifier family; primaries {sorted(primaries)} "
-                         f"span {families or 'no built-in family'} (run `arbiter serve` and set rewards.endpoint)")
+    if not families or not primaries <= {name for family in families for name in FAMILY_VERIFIERS[family]}:
+        raise ValueError(f"rewards.routing: the trainer deploys built-in verifier families; primaries "
+                         f"{sorted(primaries)} are not all in one (run `arbiter serve` and set rewards.endpoint)")
     deployment = DeploymentConfig(scoring=ScoringConfig(worker_processes=worker_processes), num_cpus=0.5)
-    cluster = ClusterConfig(routing_file=routing_file, router=RouterConfig(enabled=False),
-                            families={families[0]: deployment})
+    if len(families) > 1:
+        # The router sends each verifier a client names to its family's app: all of them are needed.
+        families = sorted({family for family, names in FAMILY_VERIFIERS.items()
+                           if routing.verifier_names() & set(names)})
+    cluster = ClusterConfig(routing_file=routing_file, router=RouterConfig(enabled=len(families) > 1),
+                            families=dict.fromkeys(families, deployment))
     cluster.validate()
-    serve.run(build_app(cluster, families[0]), name=app, route_prefix=f"/{app}")
-    log.info("verifiers %s deployed on Ray Serve as app %r", ", ".join(sorted(routing.verifier_names())), app)
+    if len(families) > 1:
+        deploy(cluster)
+        app = ROUTER_APP
+    else:
+        serve.run(build_app(cluster, families[0]), name=app, route_prefix=f"/{app}")
+    log.info("verifiers %s deployed on Ray Serve, called through app %r", ", ".join(sorted(routing.verifier_names())),
+             app)
     return app
 
 

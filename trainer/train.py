@@ -69,23 +69,32 @@ def run(args: argparse.Namespace) -> int:
 
 
 def load_run_prompts(cfg: TrainConfig, routing: RoutingConfig) -> list[PromptItem]:
-    """The training prompts as the policy reads them. They and the eval prompts (which the run reads
-    where it evaluates) are read before Ray starts, so a bad file or field fails at once."""
+    """The training prompts as the policy reads them: the prompt file's, then every generated family's
+    (data.generated). They and the eval prompts (which the run reads where it evaluates) are read
+    before Ray starts, so a bad file or field fails at once."""
     from trainer.policy import load_tokenizer
 
     tokenizer = load_tokenizer(cfg.model)
     read_eval_prompts(cfg, routing, tokenizer)
-    return read_prompts(cfg, cfg.data.prompts, routing, tokenizer)
+    return read_prompts(cfg, cfg.data.prompts, routing, tokenizer, cfg.data.generated)
 
 
-def read_prompts(cfg: TrainConfig, path: str, routing: RoutingConfig, tokenizer: Any) -> list[PromptItem]:
-    """A prompt file read with the data.* fields, every task routed, rendered (trainer/templates.py)."""
+def read_prompts(cfg: TrainConfig, path: str | None, routing: RoutingConfig, tokenizer: Any,
+                 generated: tuple[str, ...] = ()) -> list[PromptItem]:
+    """A prompt file read with the data.* fields and the generated families' tasks, every task
+    routed, rendered (trainer/templates.py)."""
+    from trainer.code_tasks import GENERATORS
     from trainer.templates import render_prompts
 
-    items = load_prompts(resolve_path(path), cfg.data)
+    items = load_prompts(resolve_path(path), cfg.data) if path else []
+    for family in generated:
+        items += GENERATORS[family]()
+    ids = [p.id for p in items]
+    if len(set(ids)) != len(ids):
+        raise DataError("data: a generated task's id is also in the prompts file")
     unrouted = sorted({p.task for p in items} - set(routing.tasks))
     if unrouted:
-        raise ConfigError(f"rewards.routing: no route for task {unrouted[0]!r} used in {path}")
+        raise ConfigError(f"rewards.routing: no route for task {unrouted[0]!r} used in {path or 'data.generated'}")
     return render_prompts(items, cfg.model, cfg.data, tokenizer)
 
 

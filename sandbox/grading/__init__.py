@@ -5,7 +5,7 @@ returns a GradeReport of per-test outcomes; a fault of the machinery raises Grad
 """
 
 from sandbox.grading.checker import Checker
-from sandbox.grading.function_tests import FunctionTestSpec, grade_function_tests
+from sandbox.grading.function_tests import FunctionTestSpec, function_test_limits, grade_function_tests
 from sandbox.grading.result import GradeReport, GradingFault, Outcome, TestOutcome
 from sandbox.grading.stdio import FloatTolerance, StdioCase, grade_stdio, outputs_match
 
@@ -18,6 +18,7 @@ __all__ = [
     "Outcome",
     "StdioCase",
     "TestOutcome",
+    "function_test_limits",
     "grade_function_tests",
     "grade_stdio",
     "outputs_match",

@@ -107,9 +107,14 @@ class FunctionTestSpec:
         return cls(tests=tuple(lines), setup=setup, entry_point=entry_point)
 
 
+def function_test_limits(spec: FunctionTestSpec, time_s: float, memory_mib: int) -> Limits:
+    """The run's limits: every test's time plus the interpreters' start-up, in one run."""
+    total_s = time_s * len(spec.tests) + STARTUP_ALLOWANCE_S
+    return Limits(wall_time_s=total_s, cpu_time_s=total_s, memory_mib=memory_mib)
+
+
 def build_request(code: str, spec: FunctionTestSpec, nonce: str, time_s: float, memory_mib: int,
                   stop_at_first_failure: bool) -> RunRequest:
-    total_s = time_s * len(spec.tests) + STARTUP_ALLOWANCE_S
     stdin = json.dumps({
         "nonce": nonce,
         "setup": spec.setup,
@@ -122,13 +127,13 @@ def build_request(code: str, spec: FunctionTestSpec, nonce: str, time_s: float, 
         language="python",
         source=REFEREE_SOURCE,
         stdin=stdin,
-        limits=Limits(wall_time_s=total_s, cpu_time_s=total_s, memory_mib=memory_mib),
+        limits=function_test_limits(spec, time_s, memory_mib),
         files={**HARNESS_FILES, "candidate.py": code},
         result_fd=True,
     )
 
 
-def parse_report(result: RunResult, nonce: str, n_tests: int) -> GradeReport:
+def parse_report(result: RunResult, nonce: str, tests: Sequence[str]) -> GradeReport:
     """Turn the referee's nonce-prefixed records into per-test outcomes."""
     if result.status is Status.SANDBOX_ERROR:
         raise GradingFault(f"sandbox fault: {result.detail or result.stderr[-500:]}")
@@ -147,7 +152,7 @@ def parse_report(result: RunResult, nonce: str, n_tests: int) -> GradeReport:
         # JSON's \u escapes carry even when no encoder can write them (a lone surrogate).
         record["detail"] = encodable(record["detail"])
         index = record["test"]
-        if index in by_index or not 0 <= index < n_tests:
+        if index in by_index or not 0 <= index < len(tests):
             raise GradingFault(f"report channel tampered with: unexpected record for test {index}")
         by_index[index] = record
     unsupported = [r["detail"] for r in by_index.values() if r["status"] == "unsupported"]
@@ -156,12 +161,15 @@ def parse_report(result: RunResult, nonce: str, n_tests: int) -> GradeReport:
     load_errors = [r["detail"] for r in by_index.values() if r["status"] == "load_error"]
     ended = _RUN_END.get(result.status, Outcome.RUNTIME_ERROR)
     outcomes = []
-    for index in range(n_tests):
+    for index in range(len(tests)):
         record = by_index.get(index)
         if record is None:  # the referee was stopped: killed by the candidate, or a limit of the run
             outcomes.append(TestOutcome(index, ended, f"no outcome: the run ended with {result.status.value}"))
         else:
-            outcomes.append(TestOutcome(index, _STATUS[record["status"]], record["detail"]))
+            outcomes.append(TestOutcome.judged(
+                index, _STATUS[record["status"]], record["detail"], time_s=record.get("time_s"),
+                input=tests[index], expected=record.get("expected", ""), actual=record.get("actual", ""),
+                stderr=result.stderr))
     return GradeReport(tuple(outcomes), compile_error=load_errors[0] if load_errors else None)
 
 
@@ -170,4 +178,4 @@ def grade_function_tests(code: str, spec: FunctionTestSpec, run: Runner, time_s:
     """Grade `code` (a Python module) against `spec`; `run` executes one request in a sandbox."""
     nonce = secrets.token_hex(16)
     result = run(build_request(code, spec, nonce, time_s, memory_mib, stop_at_first_failure))
-    return parse_report(result, nonce, len(spec.tests))
+    return parse_report(result, nonce, spec.tests)

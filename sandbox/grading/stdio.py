@@ -90,13 +90,15 @@ def grade_stdio(language: str, code: str, cases: Sequence[StdioCase], run: Runne
             message = (result.stderr.strip() or result.detail)[-500:] or "compilation failed"
             failed = tuple(TestOutcome(i, Outcome.FAILED, "compile error") for i in range(len(cases)))
             return GradeReport(failed, compile_error=message)
+        seen = {"time_s": result.wall_time_s, "input": case.stdin, "expected": case.stdout,
+                "actual": result.stdout, "stderr": result.stderr}
         if result.status is not Status.OK:
             why = result.detail or (f"signal {result.signal}" if result.signal else f"exit code {result.exit_code}")
-            outcomes.append(TestOutcome(index, _RUN_OUTCOME[result.status], why))
+            outcomes.append(TestOutcome.judged(index, _RUN_OUTCOME[result.status], why, **seen))
             continue
         if checker is not None:
             ok, reason = run_checker(checker, case.stdin, case.stdout, result.stdout, run)
         else:
             ok, reason = outputs_match(case.stdout, result.stdout, tolerance)
-        outcomes.append(TestOutcome(index, Outcome.PASSED if ok else Outcome.FAILED, reason))
+        outcomes.append(TestOutcome.judged(index, Outcome.PASSED if ok else Outcome.FAILED, reason, **seen))
     return GradeReport(tuple(outcomes))

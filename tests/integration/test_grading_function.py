@@ -183,17 +183,17 @@ def _result(status: Status, report: bytes | None) -> RunResult:
 
 def test_sandbox_fault_raises_grading_fault():
     with pytest.raises(GradingFault, match="sandbox fault"):
-        parse_report(_result(Status.SANDBOX_ERROR, None), "n", 1)
+        parse_report(_result(Status.SANDBOX_ERROR, None), "n", ("t",))
 
 
 def test_harness_that_never_started_is_a_fault_not_a_failure():
     with pytest.raises(GradingFault, match="did not start"):
-        parse_report(_result(Status.RUNTIME_ERROR, b""), "n", 1)
+        parse_report(_result(Status.RUNTIME_ERROR, b""), "n", ("t",))
 
 
 def test_records_without_the_nonce_are_ignored():
     forged = f'{STARTED_MARKER}\nother {{"test": 0, "status": "passed", "detail": ""}}\n'.encode()
-    report = parse_report(_result(Status.RUNTIME_ERROR, forged), "nonce", 1)
+    report = parse_report(_result(Status.RUNTIME_ERROR, forged), "nonce", ("t",))
     assert report.passed == 0 and report.outcomes[0].outcome is Outcome.RUNTIME_ERROR
 
 
@@ -213,3 +213,11 @@ def test_harness_modules_load_from_their_shipped_bytecode(run):
     result = run(RunRequest("python", source, files=HARNESS_FILES, stdin="{}",
                             limits=Limits(wall_time_s=10, cpu_time_s=10), result_fd=True))
     assert (result.status, result.stdout) == (Status.OK, "[] /work/__pycache__/arbiter_referee.cpython-311.pyc\n")
+
+
+def test_failed_equality_assert_reports_the_test_and_both_values(run):
+    spec = FunctionTestSpec.assertions(["assert f(1) == 4", "assert f(2) == 8", "assert f(3) < 0, 'negative'"])
+    passed, unequal, other = grade_function_tests("def f(x):\n    return 3 * x + 1\n", spec, run).outcomes
+    assert passed.passed and passed.time_s is not None
+    assert (unequal.input, unequal.expected, unequal.actual) == ("assert f(2) == 8", "8", "7")
+    assert other.input == "assert f(3) < 0, 'negative'" and not other.expected and "negative" in other.detail

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from rewards.code import CodeVerifier, shared_sandbox
@@ -118,3 +120,33 @@ def test_broken_checker_is_an_error_verdict_not_zero():
     broken = {**PERMUTATION, "checker": {"language": "python", "source": "import sys\nsys.exit(7)\n"}}
     result = CodeVerifier().score(_sample("```python\nprint(1, 2, 3)\n```", broken))
     assert result.verdict is Verdict.ERROR and result.score is None and "checker failed" in result.detail
+
+
+def test_failed_case_reports_its_input_expected_actual_and_stderr_tail(run):
+    code = "import sys\nprint('tail of the log', file=sys.stderr)\nn = int(input())\nprint(0 if n == 2 else 6)\n"
+    passed, failed = grade_stdio("python", code, CASES, run, LIMITS).outcomes
+    assert passed.passed and passed.time_s is not None and not passed.input
+    assert (failed.input, failed.expected, failed.actual) == ("2\n5 5\n", "10\n", "0\n")
+    assert failed.stderr_tail == "tail of the log\n" and failed.time_s > 0
+
+
+def test_diagnostics_of_a_failure_are_capped(run):
+    code = "import sys\nsys.stderr.write('e' * 100000)\nprint('x' * 100000)\n"
+    (failed,) = grade_stdio("python", code, CASES[:1], run, LIMITS).outcomes
+    assert failed.outcome is Outcome.FAILED
+    assert len(failed.actual) < 1100 and failed.actual.endswith("...")
+    assert len(failed.stderr_tail) < 1100 and failed.stderr_tail.startswith("...")
+
+
+def test_score_cli_prints_per_test_outcomes_and_provenance(tmp_path):
+    from arbiter.cli import main
+
+    sample = {"id": "s", "task": "code", "completion": f"```python\n{PY_SUM}```",
+              "tests": {"kind": "stdio", "cases": [{"stdin": "1\n4\n", "stdout": "5\n"}]}}
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text(json.dumps(sample) + "\n")
+    assert main(["score", "--input", str(source), "--output", str(out), "--verifier", "code"]) == 0
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    code = record["components"]["code"]
+    assert code["tests"][0]["status"] == "failed" and code["tests"][0]["actual"] == "4\n"
+    assert code["provenance"]["toolchain"].startswith("Python 3") and code["provenance"]["limits"]["memory_mib"]

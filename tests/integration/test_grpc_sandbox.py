@@ -66,6 +66,17 @@ def test_grade_scores_a_program_like_the_code_verifier(stub):
     assert "1/2 tests passed" in half.detail
 
 
+def test_grade_reply_carries_each_tests_outcome_and_the_provenance(stub):
+    half = stub.Grade(sandbox_pb2.GradeRequest(language="python", source="def add(a, b):\n    return 3",
+                                               tests_json=TESTS), timeout=60)
+    passed, failed = half.tests
+    assert passed.status == sandbox_pb2.TEST_STATUS_PASSED and passed.HasField("time_s") and not passed.input
+    assert failed.status == sandbox_pb2.TEST_STATUS_FAILED
+    assert (failed.input, failed.expected, failed.actual) == ("assert add(-1, 1) == 0", "0", "3")
+    assert half.provenance.language == "python" and half.provenance.toolchain.startswith("Python 3")
+    assert half.provenance.backend == "bwrap-pool" and half.provenance.limits.memory_mib > 0
+
+
 @pytest.mark.parametrize(
     ("request_", "field"),
     [

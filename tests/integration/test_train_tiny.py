@@ -1,6 +1,7 @@
 """The GRPO trainer end to end: real Ray rollout actors, real verifier services over gRPC.
 
 - the `arbiter train` command on a fresh local cluster (Ray start, Serve deploy, training, outputs);
+- configs/tiny-code.yaml: the tiny model learns to program, rewarded through the sandbox;
 - the same short run with rewards shuffled across samples shows no rise: the gain comes from the reward;
 - a run stopped and resumed continues the step count and the optimizer state, and replays exactly.
 """
@@ -81,6 +82,23 @@ def test_train_command_learns_from_verifier_rewards(tmp_path: Path) -> None:
     for example in map(json.loads, (output / "audit.jsonl").read_text().splitlines()):
         assert example["verifier"] == "math" and example["verdict"] != example["audit"]
     assert (output / "checkpoints" / "latest").read_text().strip() == f"step-{SHORT['grpo.steps']:06d}"
+
+
+@pytest.mark.slow
+def test_code_run_learns_to_program_through_the_sandbox(tmp_path: Path) -> None:
+    """configs/tiny-code.yaml as a user runs it: every reward is a sandboxed run of the program."""
+    output = tmp_path / "code"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "arbiter", "train", "--config", "configs/tiny-code.yaml", "--output", str(output),
+         "--no-progress", "--set", "output.checkpoint_every_steps=1000"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = read_metrics(output)
+    accuracy = [r["accuracy/code"] for r in rows]
+    assert sum(r["reward_faults"] for r in rows) == 0
+    assert statistics.fmean(accuracy[:5]) <= 0.35 and statistics.fmean(accuracy[-5:]) >= 0.9, accuracy
 
 
 @pytest.mark.slow

@@ -124,3 +124,17 @@ def test_audit_verdict_travels_on_the_reply_and_its_absence_too():
     plain = VerifierResult.correct(answer="4")
     assert convert.result_to_proto(plain).audit == common_pb2.VERDICT_UNSPECIFIED
     assert convert.result_from_proto(convert.result_to_proto(plain)).audit is None
+def test_result_with_tests_and_provenance_round_trips():
+    from sandbox.api import Provenance
+    from sandbox.grading.result import Outcome, TestOutcome
+
+    tests = (TestOutcome(0, Outcome.PASSED, time_s=0.01),
+             TestOutcome.judged(1, Outcome.FAILED, "line 1 differs", time_s=0.02, input="5\n", expected="10\n",
+                                actual="5\n", stderr="trace"))
+    provenance = Provenance("docker", "docker containers", "python", "Python 3.11.2", Limits(network="none"),
+                            image_id="sha256:abc")
+    result = VerifierResult(Verdict.INCORRECT, 0.5, "1/2 tests passed", tests=tests, provenance=provenance)
+    back = convert.result_from_proto(convert.result_to_proto(result))
+    assert (back, back.tests, back.provenance) == (result, tests, provenance)
+    plain = VerifierResult(Verdict.CORRECT, 1.0, "ok")
+    assert convert.result_from_proto(convert.result_to_proto(plain)) == plain

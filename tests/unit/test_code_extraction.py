@@ -79,7 +79,7 @@ def test_mbpp_lines_parse_to_one_test_each():
          "tests.float_tolerance"),
         ({"kind": "stdio", "cases": [{"stdin": "", "stdout": ""}], "float_tolerance": -1.0},
          "tests.float_tolerance"),
-        ({"kind": "stdio", "cases": [{"stdin": "", "stdout": ""}], "checker": {"language": "java", "source": ""}},
+        ({"kind": "stdio", "cases": [{"stdin": "", "stdout": ""}], "checker": {"language": "cobol", "source": ""}},
          "tests.checker.language"),
     ],
 )

@@ -141,3 +141,16 @@ def test_compile_is_a_plan_of_its_own_under_the_compilers_limits():
 def test_a_language_that_compiles_must_name_its_artifact():
     with pytest.raises(ValueError, match="go together"):
         Language(name="x", source_file="x.c", run_argv=("./x",), compile_argv=("/usr/bin/cc", "x.c"))
+
+
+def test_passed_test_keeps_only_its_time_and_a_failure_its_capped_diagnostics():
+    from sandbox.grading.result import DIAGNOSTIC_CAP_CHARS, Outcome, TestOutcome
+
+    passed = TestOutcome.judged(0, Outcome.PASSED, time_s=0.5, input="x", expected="y", actual="y")
+    assert (passed.input, passed.expected, passed.time_s) == ("", "", 0.5)
+    failed = TestOutcome.judged(1, Outcome.FAILED, input="i" * 5000, actual="a" + chr(0xDC80),
+                                stderr="s" * 5000 + "END")
+    assert failed.input == "i" * DIAGNOSTIC_CAP_CHARS + "..." and failed.actual == "a\\udc80"
+    assert failed.stderr_tail.startswith("...") and failed.stderr_tail.endswith("END")
+    assert failed.to_record() == {"test": 1, "status": "failed", "input": failed.input, "actual": "a\\udc80",
+                                  "stderr_tail": failed.stderr_tail}

@@ -25,7 +25,7 @@ def test_referee_report_quoting_a_candidate_is_encodable():
     record = {"test": 0, "status": "error", "detail": "ValueError: " + LONE}
     report_bytes = f"{STARTED_MARKER}\nN {json.dumps(record)}\n".encode()
     result = RunResult(Status.OK, 0, None, "", "", 0.1, 0.1, None, "", report_bytes)
-    (outcome,) = parse_report(result, "N", 1).outcomes
+    (outcome,) = parse_report(result, "N", ("t",)).outcomes
     assert outcome.detail == "ValueError: x\\udc80y\\ud800"
 
 

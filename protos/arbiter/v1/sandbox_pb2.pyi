@@ -3,7 +3,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -18,6 +18,17 @@ class RunStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RUN_STATUS_MEMORY_LIMIT: _ClassVar[RunStatus]
     RUN_STATUS_OUTPUT_LIMIT: _ClassVar[RunStatus]
     RUN_STATUS_SANDBOX_ERROR: _ClassVar[RunStatus]
+
+class TestStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TEST_STATUS_UNSPECIFIED: _ClassVar[TestStatus]
+    TEST_STATUS_PASSED: _ClassVar[TestStatus]
+    TEST_STATUS_FAILED: _ClassVar[TestStatus]
+    TEST_STATUS_RUNTIME_ERROR: _ClassVar[TestStatus]
+    TEST_STATUS_TIME_LIMIT: _ClassVar[TestStatus]
+    TEST_STATUS_MEMORY_LIMIT: _ClassVar[TestStatus]
+    TEST_STATUS_OUTPUT_LIMIT: _ClassVar[TestStatus]
+    TEST_STATUS_SKIPPED: _ClassVar[TestStatus]
 RUN_STATUS_UNSPECIFIED: RunStatus
 RUN_STATUS_OK: RunStatus
 RUN_STATUS_RUNTIME_ERROR: RunStatus
@@ -26,6 +37,14 @@ RUN_STATUS_TIME_LIMIT: RunStatus
 RUN_STATUS_MEMORY_LIMIT: RunStatus
 RUN_STATUS_OUTPUT_LIMIT: RunStatus
 RUN_STATUS_SANDBOX_ERROR: RunStatus
+TEST_STATUS_UNSPECIFIED: TestStatus
+TEST_STATUS_PASSED: TestStatus
+TEST_STATUS_FAILED: TestStatus
+TEST_STATUS_RUNTIME_ERROR: TestStatus
+TEST_STATUS_TIME_LIMIT: TestStatus
+TEST_STATUS_MEMORY_LIMIT: TestStatus
+TEST_STATUS_OUTPUT_LIMIT: TestStatus
+TEST_STATUS_SKIPPED: TestStatus
 
 class Limits(_message.Message):
     __slots__ = ("wall_time_s", "cpu_time_s", "memory_mib", "max_processes", "max_output_bytes", "max_file_size_mib", "max_open_files", "compile_time_s", "network")
@@ -111,11 +130,51 @@ class GradeRequest(_message.Message):
     def __init__(self, language: _Optional[str] = ..., source: _Optional[str] = ..., tests_json: _Optional[str] = ..., time_s: _Optional[float] = ..., memory_mib: _Optional[int] = ...) -> None: ...
 
 class GradeResponse(_message.Message):
-    __slots__ = ("verdict", "score", "detail")
+    __slots__ = ("verdict", "score", "detail", "tests", "provenance")
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    TESTS_FIELD_NUMBER: _ClassVar[int]
+    PROVENANCE_FIELD_NUMBER: _ClassVar[int]
     verdict: _common_pb2.Verdict
     score: float
     detail: str
-    def __init__(self, verdict: _Optional[_Union[_common_pb2.Verdict, str]] = ..., score: _Optional[float] = ..., detail: _Optional[str] = ...) -> None: ...
+    tests: _containers.RepeatedCompositeFieldContainer[TestResult]
+    provenance: Provenance
+    def __init__(self, verdict: _Optional[_Union[_common_pb2.Verdict, str]] = ..., score: _Optional[float] = ..., detail: _Optional[str] = ..., tests: _Optional[_Iterable[_Union[TestResult, _Mapping]]] = ..., provenance: _Optional[_Union[Provenance, _Mapping]] = ...) -> None: ...
+
+class TestResult(_message.Message):
+    __slots__ = ("index", "status", "time_s", "detail", "input", "expected", "actual", "stderr_tail")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TIME_S_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_FIELD_NUMBER: _ClassVar[int]
+    ACTUAL_FIELD_NUMBER: _ClassVar[int]
+    STDERR_TAIL_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    status: TestStatus
+    time_s: float
+    detail: str
+    input: str
+    expected: str
+    actual: str
+    stderr_tail: str
+    def __init__(self, index: _Optional[int] = ..., status: _Optional[_Union[TestStatus, str]] = ..., time_s: _Optional[float] = ..., detail: _Optional[str] = ..., input: _Optional[str] = ..., expected: _Optional[str] = ..., actual: _Optional[str] = ..., stderr_tail: _Optional[str] = ...) -> None: ...
+
+class Provenance(_message.Message):
+    __slots__ = ("backend", "isolation", "language", "toolchain", "limits", "image_id")
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    ISOLATION_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    TOOLCHAIN_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    backend: str
+    isolation: str
+    language: str
+    toolchain: str
+    limits: Limits
+    image_id: str
+    def __init__(self, backend: _Optional[str] = ..., isolation: _Optional[str] = ..., language: _Optional[str] = ..., toolchain: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., image_id: _Optional[str] = ...) -> None: ...

@@ -1,4 +1,5 @@
 from protos.arbiter.v1 import common_pb2 as _common_pb2
+from protos.arbiter.v1 import sandbox_pb2 as _sandbox_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -52,18 +53,22 @@ class ScoreRequest(_message.Message):
     def __init__(self, sample: _Optional[_Union[Sample, _Mapping]] = ..., verifier: _Optional[str] = ..., verifiers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class VerifierResult(_message.Message):
-    __slots__ = ("verdict", "score", "detail", "answer", "audit")
+    __slots__ = ("verdict", "score", "detail", "answer", "audit", "tests", "provenance")
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     AUDIT_FIELD_NUMBER: _ClassVar[int]
+    TESTS_FIELD_NUMBER: _ClassVar[int]
+    PROVENANCE_FIELD_NUMBER: _ClassVar[int]
     verdict: _common_pb2.Verdict
     score: float
     detail: str
     answer: str
     audit: _common_pb2.Verdict
-    def __init__(self, verdict: _Optional[_Union[_common_pb2.Verdict, str]] = ..., score: _Optional[float] = ..., detail: _Optional[str] = ..., answer: _Optional[str] = ..., audit: _Optional[_Union[_common_pb2.Verdict, str]] = ...) -> None: ...
+    tests: _containers.RepeatedCompositeFieldContainer[_sandbox_pb2.TestResult]
+    provenance: _sandbox_pb2.Provenance
+    def __init__(self, verdict: _Optional[_Union[_common_pb2.Verdict, str]] = ..., score: _Optional[float] = ..., detail: _Optional[str] = ..., answer: _Optional[str] = ..., audit: _Optional[_Union[_common_pb2.Verdict, str]] = ..., tests: _Optional[_Iterable[_Union[_sandbox_pb2.TestResult, _Mapping]]] = ..., provenance: _Optional[_Union[_sandbox_pb2.Provenance, _Mapping]] = ...) -> None: ...
 
 class Component(_message.Message):
     __slots__ = ("verifier", "result", "cached")

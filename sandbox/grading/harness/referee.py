@@ -33,6 +33,7 @@ import ctypes
 import importlib
 import json
 import os
+import reprlib
 import select
 import signal
 import sys
@@ -313,6 +314,36 @@ def run_test(index, code, namespace, session, time_s):
     return "passed", ""
 
 
+SIDES = "__arbiter_sides__"
+_repr = reprlib.Repr()  # the jail's Python 3.11 takes no keyword arguments here
+_repr.maxlevel, _repr.maxstring, _repr.maxother, _repr.maxlong = 4, 400, 400, 400
+
+
+def compile_test(source, index):
+    """A test's code; `assert ACTUAL == EXPECTED` alone keeps both sides' values in the namespace
+    (evaluated once, in the same order, compared by the same ==) for the report of a failure."""
+    tree = ast.parse(source)
+    match tree.body:
+        case [ast.Assert(test=ast.Compare(left=left, ops=[ast.Eq()], comparators=[right])) as node]:
+            sides = ast.NamedExpr(ast.Name(SIDES, ast.Store()), ast.Tuple([left, right], ast.Load()))
+            node.test = ast.Compare(ast.Subscript(sides, ast.Constant(0), ast.Load()), [ast.Eq()],
+                                    [ast.Subscript(ast.Name(SIDES, ast.Load()), ast.Constant(1), ast.Load())])
+            ast.fix_missing_locations(tree)
+    return compile(tree, f"<test {index}>", "exec")
+
+
+def run_and_report(index, code, namespace, session, time_s, nonce):
+    namespace.pop(SIDES, None)
+    started = time.monotonic()
+    status, detail = run_test(index, code, namespace, session, time_s)
+    record = {"test": index, "status": status, "detail": detail, "time_s": time.monotonic() - started}
+    sides = namespace.pop(SIDES, None)
+    if status == "failed" and isinstance(sides, tuple) and len(sides) == 2:
+        record["actual"], record["expected"] = _repr.repr(sides[0]), _repr.repr(sides[1])
+    report(record, nonce)
+    return status
+
+
 def _stdlib_modules_used(sources):
     """Standard modules a test uses as `math.isclose(...)` without importing them (MBPP's tests
     rely on the candidate's imports, which live in another process here)."""
@@ -328,7 +359,7 @@ def build_namespace(spec, session):
     """The tests' globals: the setup's definitions, `candidate`, and a Remote per free name."""
     namespace = {"__name__": "__arbiter_test__", "__builtins__": builtins}
     setup_code = compile(spec.get("setup") or "", "<setup>", "exec")
-    tests = [compile(source, f"<test {i}>", "exec") for i, source in enumerate(spec["tests"])]
+    tests = [compile_test(source, i) for i, source in enumerate(spec["tests"])]
     names = set().union(_free_names(setup_code), *(_free_names(code) for code in tests))
     modules = _stdlib_modules_used(spec["tests"])
     # Every other name the tests use that is not a builtin stands for the candidate's function
@@ -371,9 +402,7 @@ def main():
             if failed and spec.get("stop_at_first_failure"):
                 report({"test": index, "status": "skipped", "detail": "not run after a failure"}, nonce)
                 continue
-            status, detail = run_test(index, code, namespace, session, time_s)
-            failed = failed or status != "passed"
-            report({"test": index, "status": status, "detail": detail}, nonce)
+            failed = run_and_report(index, code, namespace, session, time_s, nonce) != "passed" or failed
         session.discard()
     except BaseException:  # a fault of the harness or of the setup code: reported, never a verdict
         os.write(_report_fd, b"ARBITER-REFEREE-ERROR " + json.dumps(traceback.format_exc()[-2000:]).encode() + b"\n")
