@@ -167,7 +167,8 @@ def grpc_path(stub: verifier_pb2_grpc.VerifierStub, samples: list[Sample],
               app_of: Callable[[str], str | None]) -> Batch:
     # Requests are built once: building them is the caller's work, not the server's.
     requests = {
-        workload: [verifier_pb2.ScoreRequest(sample=convert.sample_to_proto(s), verifier=only or "") for s in samples]
+        workload: [verifier_pb2.ScoreRequest(sample=convert.sample_to_proto(s), verifiers=[only] if only else [])
+                   for s in samples]
         for workload, (_app, only) in WORKLOADS.items()
     }
 

@@ -75,18 +75,26 @@ def _component_record(result: VerifierResult) -> dict[str, Any]:
     return record
 
 
-def compose(components: list[tuple[str, float, VerifierResult]]) -> tuple[float | None, Verdict, str]:
-    """Combine (name, weight, result) triples, the primary first, into (reward, verdict, detail)."""
+def verdict_of(components: list[tuple[str, float, VerifierResult]]) -> tuple[Verdict, str]:
+    """The sample's verdict and detail under rules 1, 2 and 4, without a reward: what a server
+    answers when its caller named the verifiers and composes the reward itself."""
     faults = [(name, r) for name, _, r in components if r.verdict.is_fault]
     if faults:
         errors = [f for f in faults if f[1].verdict is Verdict.ERROR]
         name, result = (errors or faults)[0]
-        return None, result.verdict, f"{name}: {result.detail}"
+        return result.verdict, f"{name}: {result.detail}"
     primary_name, _, primary = components[0]
     if primary.verdict is Verdict.NOT_APPLICABLE:
-        return None, Verdict.NOT_APPLICABLE, f"{primary_name}: {primary.detail}"
-    reward = sum(w * r.score for _, w, r in components if r.score is not None)
-    return reward, primary.verdict, ""
+        return Verdict.NOT_APPLICABLE, f"{primary_name}: {primary.detail}"
+    return primary.verdict, ""
+
+
+def compose(components: list[tuple[str, float, VerifierResult]]) -> tuple[float | None, Verdict, str]:
+    """Combine (name, weight, result) triples, the primary first, into (reward, verdict, detail)."""
+    verdict, detail = verdict_of(components)
+    if verdict.is_fault or verdict is Verdict.NOT_APPLICABLE:
+        return None, verdict, detail
+    return sum(w * r.score for _, w, r in components if r.score is not None), verdict, detail
 
 
 def run_verifier(verifier_name: str, sample: Sample, registry: Registry) -> VerifierResult:

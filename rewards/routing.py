@@ -38,6 +38,10 @@ class RoutingConfig:
             raise SampleError("task", f"unknown task {task!r}; routed tasks: {', '.join(sorted(self.tasks))}")
         return self.tasks[task]
 
+    def primary(self, task: str) -> str:
+        """The task's primary (accuracy) verifier, whose verdict is the sample's."""
+        return self.route(task)[0].verifier
+
     def verifier_names(self) -> set[str]:
         return {wv.verifier for route in self.tasks.values() for wv in route}
 

@@ -3,7 +3,8 @@
 The core idea: one servicer (services.servicer.VerifierServicer) turns
 arbiter.v1 requests into plain rewards.Sample objects (services.convert is the
 only place messages meet dataclasses), scores them in warm worker processes
-(services.workers: reward code never runs on a gRPC thread or the event loop; a
+(services.workers over rewards.pool, the one killable pool; services.worker_main is
+what runs inside them: reward code never runs on a gRPC thread or the event loop; a
 sample that overruns has its worker killed and gets a TIMEOUT, a worker that
 dies gets its sample an explicit ERROR, and both are replaced), answers repeated
 answers from a content-addressed verdict cache (services.cache), and hands every

@@ -327,7 +327,7 @@ class VerifierClient:
     async def _ask(endpoint: _Endpoint, message: verifier_pb2.Sample, verifiers: list[str]
                    ) -> verifier_pb2.ScoreResult:
         """The reply; a SampleError when the server rejects the sample."""
-        reply = await endpoint.submit(convert.score_request(message, verifiers))
+        reply = await endpoint.submit(verifier_pb2.ScoreRequest(sample=message, verifiers=verifiers))
         if reply.HasField("error"):
             raise SampleError(convert.field_from_wire(reply.error.field), reply.error.message)
         return reply

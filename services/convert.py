@@ -241,14 +241,6 @@ def scored_from_proto(msg: verifier_pb2.ScoreResult) -> ScoredSample:
     )
 
 
-def score_request(sample: verifier_pb2.Sample, verifiers: list[str]) -> verifier_pb2.ScoreRequest:
-    """A request for these verifiers; one alone goes in `verifier`, which servers built before
-    `verifiers` existed understand too."""
-    if len(verifiers) == 1:
-        return verifier_pb2.ScoreRequest(sample=sample, verifier=verifiers[0])
-    return verifier_pb2.ScoreRequest(sample=sample, verifiers=verifiers)
-
-
 def component_of(reply: verifier_pb2.ScoreResult, verifier: str) -> VerifierResult:
     """`verifier`'s result in a reply. A reply to a request naming `verifier` alone that lacks it
     faulted before it could answer (its worker was killed or died), so the reply's verdict stands in;

@@ -16,7 +16,7 @@ from protos.arbiter.v1 import verifier_pb2, verifier_pb2_grpc
 from rewards.registry import Registry, RegistryError, validate_name
 from rewards.types import Sample, SampleError, VerifierResult
 from services import convert
-from services.workers import VerifierMeta
+from services.jobs import VerifierMeta
 
 _DESCRIBE_TIMEOUT_S = 5.0
 
@@ -63,7 +63,7 @@ class RemoteVerifier:
         self._stub = verifier_pb2_grpc.VerifierStub(self._channel)
 
     def score(self, sample: Sample) -> VerifierResult:
-        request = convert.score_request(convert.sample_to_proto(sample), [self.name])
+        request = verifier_pb2.ScoreRequest(sample=convert.sample_to_proto(sample), verifiers=[self.name])
         try:
             reply = self._stub.Score(request, timeout=self._timeout_s)
         except grpc.RpcError as exc:

@@ -41,7 +41,7 @@ from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
 from protos.arbiter.v1 import verifier_pb2, verifier_pb2_grpc
-from rewards.compose import ScoredSample, compose
+from rewards.compose import ScoredSample, verdict_of
 from rewards.routing import RoutingConfig
 from rewards.types import SampleError
 from services import convert
@@ -123,7 +123,7 @@ def served_verifiers(own: tuple[str, ...], routing: RoutingConfig) -> tuple[str,
     """`own` plus every verifier that a task whose primary verifier is in `own` routes to."""
     served = set(own)
     for route in routing.tasks.values():
-        if route[0].verifier in own:
+        if route[0].verifier in own:  # the primary
             served.update(wv.verifier for wv in route)
     return tuple(sorted(served))
 
@@ -207,13 +207,12 @@ class Router:
     # --- where a sample goes ----------------------------------------------------------------
 
     def _target(self, request: verifier_pb2.ScoreRequest) -> str:
-        """The app (or "external:NAME") that scores this request; SampleError when none does."""
-        if request.verifier:
-            return self._owner(request.verifier, "verifier")
+        """The app (or "external:NAME") serving this task-routed request's primary verifier, which
+        routes and composes it; SampleError when none does."""
         if not request.HasField("sample") or not request.sample.task:
             raise SampleError("sample.task", "must be a non-empty string when no verifier is named")
         try:
-            primary = self._routing.route(request.sample.task)[0].verifier
+            primary = self._routing.primary(request.sample.task)
         except SampleError as exc:
             raise SampleError("sample.task", exc.message) from None
         if primary not in self._targets:
@@ -229,15 +228,15 @@ class Router:
     def _parts(self, request: verifier_pb2.ScoreRequest) -> list[tuple[str, list[str], verifier_pb2.ScoreRequest]]:
         """(target, verifiers it scores, request) for each app a request goes to: one, unless it names
         verifiers that different apps serve; then each app gets the ones it serves."""
-        if request.verifier or not request.verifiers:
-            return [(self._target(request), [request.verifier], request)]
+        if not request.verifiers:
+            return [(self._target(request), [], request)]
         by_target: dict[str, list[str]] = {}
         for name in request.verifiers:
             by_target.setdefault(self._owner(name, "verifiers"), []).append(name)
-        if len(by_target) == 1 and len(request.verifiers) > 1:
+        if len(by_target) == 1:
             return [(target, names, request) for target, names in by_target.items()]
-        # A lone name is rewritten into `verifier`, the field an external server built earlier knows.
-        return [(target, names, convert.score_request(request.sample, names)) for target, names in by_target.items()]
+        return [(target, names, verifier_pb2.ScoreRequest(sample=request.sample, verifiers=names))
+                for target, names in by_target.items()]
 
     async def _remote(self, owner: str, method: str, request: Any) -> Any:
         """Call `method` on the app (through its handle) or external server `owner`; failures as CallFailed."""
@@ -379,14 +378,14 @@ class Router:
 
 def _merge(request: verifier_pb2.ScoreRequest, parts: list[tuple[list[str], Any]]) -> verifier_pb2.ScoreResult:
     """One result for a request split across apps, as one app serving all its verifiers would answer:
-    components in the requested order, their unweighted composition."""
+    components in the requested order and no reward (the caller, who named them, composes)."""
     for names, part in parts:
         if part.HasField("error") or len(part.components) < len(names):
             return part  # an input error, or a job that faulted before all its verifiers answered: as is
     answers = {name: convert.component_of(part, name) for names, part in parts for name in names}
     components = [(name, 1.0, answers[name]) for name in request.verifiers]
-    reward, verdict, detail = compose(components)
-    scored = ScoredSample(request.sample.id or None, reward, verdict, {n: r for n, _, r in components},
+    verdict, detail = verdict_of(components)
+    scored = ScoredSample(request.sample.id or None, None, verdict, {n: r for n, _, r in components},
                           max(part.elapsed_ms for _, part in parts), detail)
     return convert.scored_to_proto(scored, [n for _, part in parts for n in convert.cached_names(part)])
 

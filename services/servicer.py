@@ -25,14 +25,15 @@ import grpc
 
 from protos.arbiter.v1 import sandbox_pb2, sandbox_pb2_grpc, verifier_pb2, verifier_pb2_grpc
 from rewards.compose import ScoredSample
-from rewards.routing import RoutingConfig
+from rewards.routing import RoutingConfig, WeightedVerifier
 from rewards.types import Sample, SampleError
 from sandbox.api import RunRequest
 from services import convert
 from services.cache import VerdictCache, reference_digest
 from services.config import SandboxCaps, ScoringConfig
+from services.jobs import Catalogue, ExecuteJob, ExecuteOutcome, Job, JobOutcome, WorkerSpec
 from services.metrics import Metrics
-from services.workers import Catalogue, ExecuteJob, ExecuteOutcome, Job, JobOutcome, WorkerPool, WorkerSpec
+from services.workers import ScoringPool
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,8 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
         self.metrics = metrics or Metrics()
         self.routing = RoutingConfig.load_or_default(config.routing_file)
         self.cache = VerdictCache(config.cache_entries)
-        spec = WorkerSpec(self.routing, config.verifiers, dict(config.plugins), dict(config.external))
-        self.pool = WorkerPool(spec, config.worker_processes, config.sample_timeout_s, self._on_restart)
+        spec = WorkerSpec(config.verifiers, dict(config.plugins), dict(config.external))
+        self.pool = ScoringPool(spec, config.worker_processes, config.sample_timeout_s, self._on_restart)
         self.catalogue: Catalogue | None = None
         self.draining = False
         self._in_flight = 0
@@ -155,39 +156,35 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
                               f"max_completion_chars={self.config.max_completion_chars}")
         assert self.catalogue is not None
         served = self.catalogue.verifiers
-        named = [request.verifier] if request.verifier else list(request.verifiers)
-        if request.verifier and request.verifiers:
-            raise SampleError("verifiers", "set either verifier or verifiers, not both")
+        named = list(request.verifiers)
         if named:
-            field = "verifier" if request.verifier else "verifiers"
             for name in named:
                 if name not in served:
-                    known = ", ".join(sorted(served))
-                    raise SampleError(field, f"unknown verifier {name!r}; served: {known}")
+                    raise SampleError("verifiers", f"unknown verifier {name!r}; served: {', '.join(sorted(served))}")
             if len(set(named)) != len(named):
-                raise SampleError(field, f"names a verifier twice: {named}")
-            return self._job(sample, tuple(named), named)
+                raise SampleError("verifiers", f"names a verifier twice: {named}")
+            return self._job(sample, tuple(WeightedVerifier(name, 1.0) for name in named), compose=False)
         try:
-            names = [wv.verifier for wv in self.routing.route(sample.task)]
+            route = self.routing.route(sample.task)
         except SampleError as exc:
             raise SampleError("sample.task", exc.message) from None
-        missing = [n for n in names if n not in served]
+        missing = [wv.verifier for wv in route if wv.verifier not in served]
         if missing:
             raise SampleError("sample.task", f"task {sample.task!r} routes to {missing[0]!r}, "
                               "which this server does not serve")
-        return self._job(sample, None, names)
+        return self._job(sample, route, compose=True)
 
-    def _job(self, sample: Sample, only: tuple[str, ...] | None, names: list[str]) -> Job:
+    def _job(self, sample: Sample, route: tuple[WeightedVerifier, ...], compose: bool) -> Job:
         digests, known = {}, {}
         if self.cache.enabled:
             assert self.catalogue is not None
-            for name in names:
+            for name in (wv.verifier for wv in route):
                 meta = self.catalogue.verifiers[name]
                 digest = reference_digest(name, meta.version, meta.reference, sample)
                 if digest is not None:
                     digests[name] = digest
                     known[name] = self.cache.group(digest)
-        return Job(sample, only, digests, known)
+        return Job(sample, route, compose, digests, known)
 
     async def _score_job(self, job: Job) -> tuple[ScoredSample, list[str]]:
         start = time.perf_counter()
@@ -269,7 +266,7 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
             raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, f"verifier {verifier!r} is unavailable: {why}")
         self._admit(1)
         try:
-            scored, _ = await self._score_job(self._job(sample, (verifier,), [verifier]))
+            scored, _ = await self._score_job(self._job(sample, (WeightedVerifier(verifier, 1.0),), compose=True))
         finally:
             await self._release(1)
         return scored

@@ -64,8 +64,8 @@ def score(request: verifier_pb2.ScoreRequest) -> verifier_pb2.ScoreResult:
     start = time.perf_counter()
     sample = request.sample
     try:
-        if request.verifier not in ("", NAME):
-            raise BadSample("verifier", f"unknown verifier {request.verifier!r}; served: {NAME}")
+        if list(request.verifiers) not in ([], [NAME]):
+            raise BadSample("verifiers", f"unknown verifiers {list(request.verifiers)!r}; served: {NAME}")
         if not sample.id:
             raise BadSample("sample.id", "must be a non-empty string")
         result = judge(sample)
@@ -75,7 +75,7 @@ def score(request: verifier_pb2.ScoreRequest) -> verifier_pb2.ScoreResult:
     reply = verifier_pb2.ScoreResult(id=sample.id, verdict=result.verdict, detail=result.detail,
                                      components=[verifier_pb2.Component(verifier=NAME, result=result)],
                                      elapsed_ms=(time.perf_counter() - start) * 1000)
-    if result.HasField("score"):
+    if result.HasField("score") and not request.verifiers:  # routed by task here: composed here
         reply.reward = result.score
     return reply
 

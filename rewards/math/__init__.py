@@ -1,7 +1,7 @@
 """The `math` verifier: is the final answer of a completion equal to the gold answer?
 
-Built on Math-Verify and sympy; every comparison runs in a pool worker, or inline under a
-bounded worker's deadline, in a process that is killed and replaced when it passes that deadline.
+Built on Math-Verify and sympy; every comparison runs in a pool worker, or inline in a host's
+killable worker, a process that is killed and replaced when it passes the comparison's deadline.
 """
 
 from rewards.math.extract import extract_answer

@@ -1,5 +1,5 @@
-"""Entry points of a comparison, in a pool worker or inline under a bounded worker's deadline: one
-request in, plain strings out."""
+"""Entry points of a comparison, in a pool worker or inline in a host that kills at the verifier's
+deadline: one request in, plain strings out."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def handle(request: tuple[str, str, CompareOptions]) -> tuple[str, str, str]:
 def unlimited_int_digits() -> Iterator[None]:
     """Python refuses int<->str conversions past 4,300 digits to bound their quadratic cost; under a
     kill-enforced deadline a long exact answer is compared rather than reported as unparsable.
-    Inline in a bounded worker only for the comparison, so the rest of that process keeps the guard."""
+    Inline only for the comparison, so the rest of the host process keeps the guard."""
     before = sys.get_int_max_str_digits()
     sys.set_int_max_str_digits(0)
     try:
@@ -39,7 +39,7 @@ def warm_parsers() -> None:
     judge("\\frac{1}{2}", "0.5", CompareOptions(plain=True))
 
 
-def warmup() -> None:
-    """A pool worker's start-up: every call it serves runs under the pool's deadline."""
+def warmup(_: None = None) -> None:
+    """A pool worker's set-up: every call it serves runs under the pool's deadline."""
     sys.set_int_max_str_digits(0)
     warm_parsers()

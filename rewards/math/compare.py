@@ -1,5 +1,5 @@
-"""Gold-versus-answer comparison on top of Math-Verify. Runs in a pool worker, or inline under a
-bounded worker's deadline.
+"""Gold-versus-answer comparison on top of Math-Verify. Runs in a pool worker, or inline in a host's
+killable worker (MathConfig.workers=0).
 
 Math-Verify does the parsing (LaTeX via latex2sympy2) and the comparison
 (`verify`). Around it this module fixes the false positives we found, each at
@@ -59,8 +59,8 @@ from rewards.math.numbers import exact_numbers_equal, plain_decimal, shown_round
 from rewards.math.reading import is_hedged, read, rewrite_constants, text_answer_matches, unlabel
 from rewards.math.sets import relation_sets, sets_equal, stated_as_set
 
-# Math-Verify warns once per process that its timeouts are off; the pool or the bounded worker's
-# supervisor enforces them.
+# Math-Verify warns once per process that its timeouts are off; the pool, or the host that runs
+# the verifier inline, enforces them.
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 CORRECT = "correct"

@@ -1,11 +1,12 @@
-"""MathVerifier: extract the answer here, compare it with the gold in a bounded worker.
+"""MathVerifier: extract the answer here, compare it with the gold where a kill can stop it.
 
 The comparison (parsing and sympy) can run away on hostile input, so it runs where a
-kill can stop it. Normally that is this verifier's own pool of warm worker processes.
-Inside a process that is already a bounded worker (rewards._workers.declare_bounded_worker:
-the services' scoring workers, which are SIGKILLed and replaced at a deadline) it runs
-inline under that supervisor's deadline of `timeout_s` instead: a second process hop
-per sample would only add IPC and idle processes.
+kill can stop it: this verifier's own pool of warm worker processes (rewards.pool), each
+comparison a job with `timeout_s` as its deadline. With `workers=0` it has no pool and
+compares in the calling process, for a host that is itself a killable worker and holds
+the verifier to the `deadline` it declares (the services' scoring workers do: a second
+process hop per sample would only add IPC and idle processes). The choice is data, made
+once when the verifier is built.
 
 What never needs a worker: two plain numbers (integers, decimals, fractions) are compared
 exactly in the caller (rewards.math.numbers), and a (gold, extracted answer) pair already
@@ -28,18 +29,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from rewards import strict_config
-from rewards._workers import (
-    PoolConfig,
-    WorkerFault,
-    WorkerPool,
-    WorkerTimeout,
-    bounded,
-    in_bounded_worker,
-)
 from rewards.math._worker import handle, unlimited_int_digits, warm_parsers
 from rewards.math.compare import CORRECT, GOLD_UNPARSABLE, CompareOptions
 from rewards.math.extract import extract_answer, strip_presentation
 from rewards.math.numbers import exact_numbers_equal
+from rewards.pool import PoolConfig, Step, WorkerFault, WorkerPool, WorkerTimeout
 from rewards.types import Sample, SampleError, Verdict, VerifierResult, describe_exception
 
 
@@ -49,10 +43,12 @@ class MathConfig:
 
     timeout_s: float = 5.0
     """Hard bound on one comparison (parse + verify); past it the worker is killed: TIMEOUT.
-    Inside a bounded worker, the bound its supervisor enforces on the inline comparison."""
+    With workers=0, the deadline the verifier declares to its host for one sample's comparisons
+    (the audit's included)."""
     workers: int = 2
-    """Worker processes; as many comparisons run at once (one per calling thread). None are
-    started inside a bounded worker, which compares inline."""
+    """Worker processes; as many comparisons run at once (one per calling thread). 0: no pool,
+    compare in the calling process, which must be a killable worker whose host enforces
+    `MathVerifier.deadline` (the services' scoring workers)."""
     float_rounding: int = 6
     """Decimal places to which an answer containing a float is compared (Math-Verify's rule)."""
     numeric_precision: int = 15
@@ -63,8 +59,8 @@ class MathConfig:
     """Variable names matter (x = 1 is not y = 1), as in Math-Verify's strict mode."""
     memory_limit_mib: int | None = 2048
     """Address-space limit per worker (about 65 MiB in use when idle), so a runaway
-    expansion fails inside the worker (ERROR) instead of swapping the host. Inline, the
-    growth of the host worker's address space allowed during one comparison."""
+    expansion fails inside the worker (ERROR) instead of swapping the host. With workers=0,
+    the growth of the host worker's address space allowed during one comparison."""
     audit_fraction: float = 0.05
     """Share of (gold, answer) pairs also judged by plain Math-Verify (a second, independent
     opinion, in its own call bounded by `timeout_s`); chosen by a hash of the pair, so a pair is
@@ -76,8 +72,8 @@ class MathConfig:
     def __post_init__(self) -> None:
         if not self.timeout_s > 0:
             raise ValueError(f"timeout_s must be positive, got {self.timeout_s!r}")
-        if self.workers < 1:
-            raise ValueError(f"workers must be at least 1, got {self.workers!r}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers!r}")
         if not 0 <= self.float_rounding <= 30:
             raise ValueError(f"float_rounding must be within 0..30, got {self.float_rounding!r}")
         if not 0 <= self.exact_rel_tol < 1:
@@ -96,7 +92,7 @@ class MathConfig:
         return PoolConfig(
             handler="rewards.math._worker:handle",
             workers=self.workers,
-            warmup="rewards.math._worker:warmup",
+            setup="rewards.math._worker:warmup",
             memory_limit_mib=self.memory_limit_mib,
         )
 
@@ -214,10 +210,16 @@ class MathVerifier:
         options = dataclasses.replace(self.config.compare_options(targets), **overrides)
         return self._judge(gold, prediction, options)
 
+    @property
+    def deadline(self) -> Step | None:
+        """What a host that runs this verifier inline must hold one score() call to; None when the
+        verifier's own pool enforces its bounds."""
+        return Step("math comparison", self.config.timeout_s) if self.config.workers == 0 else None
+
     def warm(self) -> None:
-        """Start the workers now and wait until each has warmed up (inline: warm this process)."""
-        if in_bounded_worker():
-            warm_parsers()  # fixed inputs; the bounded worker's start-up deadline covers them
+        """Start the workers now and wait until each has warmed up (workers=0: warm this process)."""
+        if self.config.workers == 0:
+            warm_parsers()  # fixed inputs; the host's start-up deadline covers them
             return
         self._workers().start(wait=True)
 
@@ -240,7 +242,7 @@ class MathVerifier:
             return self._pool
 
     def _judge(self, gold: str, answer: str, options: CompareOptions) -> VerifierResult:
-        if in_bounded_worker():
+        if self.config.workers == 0:
             return self._judge_inline(gold, answer, options)
         pool = self._workers()
         try:
@@ -252,13 +254,8 @@ class MathVerifier:
         return self._verdict(outcome, gold_shown, answer_shown, answer)
 
     def _judge_inline(self, gold: str, answer: str, options: CompareOptions) -> VerifierResult:
-        """Compare in this process; past `timeout_s` the supervisor kills it and answers TIMEOUT."""
-        # Everything that parses, compares or prints a sympy object happens inside the bound.
-        with (
-            bounded("math comparison", self.config.timeout_s),
-            _growth_limit(self.config.memory_limit_mib),
-            unlimited_int_digits(),
-        ):
+        """Compare in this process; past `deadline` the host kills it and answers TIMEOUT."""
+        with _growth_limit(self.config.memory_limit_mib), unlimited_int_digits():
             try:
                 outcome, gold_shown, answer_shown = handle((gold, answer, options))
             except Exception as exc:  # the same ERROR verdict the pool gives a handler that raised

@@ -67,7 +67,7 @@ def through_grpc() -> dict:
                                                                       sample_timeout_s=120.0)))
     try:
         batch = verifier_pb2.ScoreBatchRequest(requests=[
-            verifier_pb2.ScoreRequest(verifier="code", sample=verifier_pb2.Sample(
+            verifier_pb2.ScoreRequest(verifiers=["code"], sample=verifier_pb2.Sample(
                 id=row["id"], task=row["task"], completion=row["completion"], tests_json=json.dumps(row["tests"])))
             for row in samples()])
         rounds = []

@@ -11,6 +11,7 @@ import os
 import re
 import time
 
+from rewards.pool import Step
 from rewards.types import Sample, SampleError, VerifierResult
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
@@ -27,17 +28,14 @@ class SleepVerifier:
 
 
 class BoundedStepVerifier:
-    """Sleeps metadata["step_s"] inline under rewards._workers.bounded(metadata["bound_s"]), as the
-    math verifier compares inside a bounded worker, then metadata["after_s"] outside the bound."""
+    """Declares a 0.5 s deadline on its score(), as the math verifier declares its comparison's, and
+    sleeps metadata["step_s"] seconds inside it."""
 
     name, version, reference = "bounded_step", "1", "none"
+    deadline = Step("the step", 0.5)
 
     def score(self, sample: Sample) -> VerifierResult:
-        from rewards._workers import bounded
-
-        with bounded("the step", float(sample.metadata["bound_s"])):
-            time.sleep(float(sample.metadata.get("step_s", 0)))
-        time.sleep(float(sample.metadata.get("after_s", 0)))
+        time.sleep(float(sample.metadata.get("step_s", 0)))
         return VerifierResult.correct(detail="stepped")
 
 

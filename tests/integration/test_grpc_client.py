@@ -15,7 +15,8 @@ from rewards.routing import RoutingConfig
 from rewards.types import Sample, Verdict
 from services.client import VerifierClient, VerifierFault, score_sync
 from services.config import ClientConfig, FaultPolicy, ServerConfig
-from services.workers import WorkerSpec, build_registry
+from services.jobs import WorkerSpec
+from services.worker_main import build_registry
 from tests.conftest import free_port
 
 ROUTES = RoutingConfig.from_dict(ROUTING)
@@ -58,7 +59,7 @@ def test_client_returns_one_result_per_sample_in_order(server):
 
 def test_client_results_match_in_process_scoring(server):
     samples = mixed_samples(12)
-    registry = build_registry(WorkerSpec(ROUTES, plugins=PLUGINS))
+    registry = build_registry(WorkerSpec(plugins=PLUGINS))
     remote = score_sync(config(server), samples, ROUTES)
     local = [score_sample(s, ROUTES, registry) for s in samples]
     strip = [("elapsed_ms",)]

@@ -1,4 +1,4 @@
-"""Verifiers run their risky step inline in a scoring worker, under a deadline the worker's supervisor kills at.
+"""Verifiers run inline in a scoring worker, held to the deadline they declare; the pool kills at it.
 
 The math verifier compares inline there (no pool of its own); a pathological answer must still
 come back as TIMEOUT within the math deadline, well before the sample's backstop, and the server
@@ -18,41 +18,45 @@ from rewards.math import MathConfig
 from rewards.routing import RoutingConfig
 from rewards.types import Sample, Verdict
 from services.config import ScoringConfig, ServerConfig
-from services.workers import Job, WorkerPool, WorkerSpec
+from services.jobs import Job, WorkerSpec
+from services.workers import ScoringPool
 
 BACKSTOP_S = 60.0  # the sample timeout: far above the inline deadlines, so hitting it would fail the tests
 SLACK_S = 3.0  # to notice the overrun, kill the worker and answer, on a loaded 2-core machine
 MATH_DEADLINE_S = MathConfig().timeout_s  # the registry builds the math verifier with the defaults
 
 
+ROUTES = RoutingConfig.from_dict({"tasks": {"step": {"bounded_step": 1.0}, "step_then_sleep": {"bounded_step": 1.0,
+                                                                                               "sleep": 1.0}}})
+
+
 @pytest.fixture(scope="module")
 def step_pool():
-    routing = RoutingConfig.from_dict({"tasks": {"step": {"bounded_step": 1.0}}})
-    plugins = {"bounded_step": "grpc_plugins:BoundedStepVerifier"}
-    spec = WorkerSpec(routing, verifiers=("bounded_step",), plugins=plugins)
-    pool = WorkerPool(spec, size=1, timeout_s=BACKSTOP_S)
+    plugins = {"bounded_step": "grpc_plugins:BoundedStepVerifier", "sleep": "grpc_plugins:SleepVerifier"}
+    spec = WorkerSpec(verifiers=("bounded_step", "sleep"), plugins=plugins)
+    pool = ScoringPool(spec, size=1, timeout_s=BACKSTOP_S)
     pool.start()
     yield pool
     pool.close()
 
 
-def step_job(id: str, **metadata: float) -> Job:
-    return Job(Sample(id=id, task="step", completion="x", metadata=metadata), None)
+def step_job(id: str, task: str = "step", **metadata: float) -> Job:
+    return Job(Sample(id=id, task=task, completion="x", metadata=metadata), ROUTES.route(task))
 
 
-def test_inline_step_past_its_own_deadline_times_out_before_the_sample_timeout(step_pool):
+def test_verifier_past_its_declared_deadline_times_out_before_the_sample_timeout(step_pool):
     start = time.monotonic()
-    outcome = step_pool.submit(step_job("stuck", bound_s=0.5, step_s=120)).result(BACKSTOP_S)
+    outcome = step_pool.submit(step_job("stuck", step_s=120)).result(BACKSTOP_S)
     elapsed_s = time.monotonic() - start
     assert outcome.scored.verdict is Verdict.TIMEOUT
     assert outcome.fault == "timeout"
     assert "the step took longer than 0.5 s" in outcome.scored.detail
     assert elapsed_s < 0.5 + SLACK_S
-    assert step_pool.submit(step_job("next", bound_s=5)).result(120).scored.verdict is Verdict.CORRECT
+    assert step_pool.submit(step_job("next")).result(120).scored.verdict is Verdict.CORRECT
 
 
-def test_work_after_an_inline_step_is_held_to_the_sample_timeout_only(step_pool):
-    outcome = step_pool.submit(step_job("after", bound_s=0.3, after_s=1.0)).result(BACKSTOP_S)
+def test_the_next_verifier_of_a_sample_is_held_to_the_sample_timeout_only(step_pool):
+    outcome = step_pool.submit(step_job("after", "step_then_sleep", sleep_s=1.0)).result(BACKSTOP_S)
     assert outcome.scored.verdict is Verdict.CORRECT
 
 
@@ -78,7 +82,7 @@ def children(pid: int) -> list[int]:
 def test_scoring_workers_compare_math_without_a_pool_of_their_own(math_server, math_stub):
     result = math_stub.Score(math_request("half", "\\frac{1}{2}", "0.5"), timeout=60)
     assert result.verdict == common_pb2.VERDICT_CORRECT
-    workers = [w for w in math_server.server.verifier.pool._workers if w is not None]
+    workers = [w for w in math_server.server.verifier.pool.pool._workers if w is not None]
     assert workers
     assert all(children(w.process.pid) == [] for w in workers)  # one process hop per sample, not two
 

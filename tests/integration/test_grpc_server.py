@@ -43,7 +43,7 @@ def sample(id: str, task: str = "format", completion: str = WELL_FORMED, **field
 
 
 def request(*args, verifier: str = "", **kwargs) -> verifier_pb2.ScoreRequest:
-    return verifier_pb2.ScoreRequest(sample=sample(*args, **kwargs), verifier=verifier)
+    return verifier_pb2.ScoreRequest(sample=sample(*args, **kwargs), verifiers=[verifier] if verifier else [])
 
 
 def sleeper(id: str, sleep_s: float) -> verifier_pb2.ScoreRequest:
@@ -61,14 +61,17 @@ def test_score_returns_the_routed_composed_result(stub):
 def test_score_with_an_explicit_verifier_uses_that_verifier_alone(stub):
     result = stub.Score(request("a", task="exact", answer="4", verifier="format"), timeout=30)
     assert [c.verifier for c in result.components] == ["format"]
-    assert result.reward == 1.0
+    assert result.components[0].result.score == 1.0
+    assert not result.HasField("reward")  # the caller named the verifiers: it composes
 
 
-def test_request_naming_several_verifiers_gets_each_component_in_order_and_their_sum(stub):
+def test_request_naming_several_verifiers_gets_each_component_in_order_and_no_reward(stub):
     named = verifier_pb2.ScoreRequest(sample=sample("v", task="exact", answer="4"), verifiers=["format", "exact"])
     result = stub.Score(named, timeout=30)
     assert [c.verifier for c in result.components] == ["format", "exact"]
-    assert result.reward == pytest.approx(2.0)  # unweighted: the caller weights the components
+    assert [c.result.score for c in result.components] == [1.0, 1.0]
+    assert result.verdict == common_pb2.VERDICT_CORRECT
+    assert not result.HasField("reward")  # the caller weights and composes the components
 
 
 def test_batch_with_one_bad_item_answers_every_item(stub):
@@ -117,13 +120,11 @@ def test_describe_gives_version_and_reference(stub):
     ("call", "field"),
     [
         (lambda s: s.Score(verifier_pb2.ScoreRequest(), timeout=10), "sample:"),
-        (lambda s: s.Score(request("x", verifier="nope"), timeout=10), "verifier:"),
+        (lambda s: s.Score(request("x", verifier="nope"), timeout=10), "verifiers:"),
         (lambda s: s.Score(verifier_pb2.ScoreRequest(sample=sample("x"), verifiers=["format", "nope"]), timeout=10),
          "verifiers:"),
         (lambda s: s.Score(verifier_pb2.ScoreRequest(sample=sample("x"), verifiers=["format", "format"]), timeout=10),
          "verifiers:"),
-        (lambda s: s.Score(verifier_pb2.ScoreRequest(sample=sample("x"), verifier="format", verifiers=["exact"]),
-                           timeout=10), "verifiers:"),
         (lambda s: s.Score(request("x", task="nope"), timeout=10), "sample.task:"),
         (lambda s: s.Score(request("x", metadata_json="[1]"), timeout=10), "sample.metadata_json:"),
         (lambda s: s.Score(request("x", completion="x" * 1001), timeout=10), "sample.completion:"),
@@ -132,7 +133,7 @@ def test_describe_gives_version_and_reference(stub):
          "requests:"),
         (lambda s: s.Describe(verifier_pb2.DescribeRequest(name="nope"), timeout=10), "name:"),
     ],
-    ids=["no-sample", "unknown-verifier", "unknown-in-verifiers", "verifiers-repeat-a-name", "verifier-and-verifiers",
+    ids=["no-sample", "unknown-verifier", "unknown-in-verifiers", "verifiers-repeat-a-name",
          "unknown-task", "metadata-not-object", "completion-too-long",
          "verifier-rejects-sample", "batch-too-large", "describe-unknown"],
 )

@@ -9,23 +9,26 @@ from grpc_plugins import PLUGINS, ROUTING
 
 from rewards.routing import RoutingConfig
 from rewards.types import Sample, Verdict
-from services.workers import Job, WorkerPool, WorkerSpec
+from services.jobs import Job, WorkerSpec
+from services.workers import ScoringPool
+
+ROUTES = RoutingConfig.from_dict(ROUTING)
 
 
 @pytest.fixture(scope="module")
 def pool():
-    spec = WorkerSpec(RoutingConfig.from_dict(ROUTING), verifiers=("crash", "sleep", "format"), plugins=PLUGINS)
-    pool = WorkerPool(spec, size=1, timeout_s=2.0)
+    spec = WorkerSpec(verifiers=("crash", "sleep", "format"), plugins=PLUGINS)
+    pool = ScoringPool(spec, size=1, timeout_s=2.0)
     pool.start()
     yield pool
     pool.close()
 
 
 def job(id: str, task: str, completion: str = "ok", sleep_s: float = 0) -> Job:
-    return Job(Sample(id=id, task=task, completion=completion, metadata={"sleep_s": sleep_s}), None)
+    return Job(Sample(id=id, task=task, completion=completion, metadata={"sleep_s": sleep_s}), ROUTES.route(task))
 
 
-def verdicts(pool: WorkerPool, jobs: list[Job]) -> dict[str, Verdict]:
+def verdicts(pool: ScoringPool, jobs: list[Job]) -> dict[str, Verdict]:
     futures = [pool.submit(j) for j in jobs]  # queued together: one worker takes them as one chunk
     concurrent.futures.wait(futures, timeout=120)
     return {f.result().scored.id: f.result().scored.verdict for f in futures}
@@ -56,8 +59,8 @@ def test_a_cancelled_job_that_has_not_started_is_skipped(pool):
 
 
 def test_closed_pool_answers_instead_of_hanging():
-    spec = WorkerSpec(RoutingConfig.from_dict(ROUTING), verifiers=("sleep",), plugins=PLUGINS)
-    pool = WorkerPool(spec, size=1, timeout_s=30.0)
+    spec = WorkerSpec(verifiers=("sleep",), plugins=PLUGINS)
+    pool = ScoringPool(spec, size=1, timeout_s=30.0)
     pool.start()
     running = pool.submit(job("running", "sleep", sleep_s=10))
     queued = pool.submit(job("queued", "sleep"))

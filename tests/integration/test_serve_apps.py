@@ -68,7 +68,7 @@ def test_router_splits_a_request_whose_verifiers_different_apps_serve_and_merges
     assert result.id == "split"
     assert [c.verifier for c in result.components] == ["repetition", "math"]
     math_score = result.components[1].result.score
-    assert result.reward == pytest.approx(result.components[0].result.score + math_score)
+    assert not result.HasField("reward")  # the caller named the verifiers: it composes
     assert math_score == 1.0
 
 
@@ -84,7 +84,7 @@ def test_score_batch_answers_each_item_in_order(serve_apps, app):
 @pytest.mark.parametrize("app", ["rules", "router"])
 def test_score_stream_returns_one_result_per_sample(serve_apps, app):
     requests = [
-        verifier_pb2.ScoreRequest(sample=math_sample(f"st{i}"), verifier="format") for i in range(20)
+        verifier_pb2.ScoreRequest(sample=math_sample(f"st{i}"), verifiers=["format"]) for i in range(20)
     ]
     results = stream(serve_apps, app, requests)
     assert sorted(r.id for r in results) == sorted(f"st{i}" for i in range(20))
@@ -113,7 +113,7 @@ def test_describe_through_router_reaches_the_owning_app(serve_apps):
 
 
 def test_entry_point_plugin_is_served_by_its_own_app(serve_apps):
-    request = verifier_pb2.ScoreRequest(sample=math_sample("p1"), verifier="sleepy")
+    request = verifier_pb2.ScoreRequest(sample=math_sample("p1"), verifiers=["sleepy"])
     for app in ("sleepy", "router"):
         result = call(serve_apps, app, "Score", request)
         assert result.verdict == common_pb2.VERDICT_CORRECT
@@ -125,7 +125,7 @@ def test_external_verifier_registered_by_address_is_reached_through_router(serve
     good = Sample(id="e1", task="json", completion=completion, answer='{"a": [1, 2]}')
     bad = Sample(id="e2", task="json", completion=completion, answer='{"a": [2, 1]}')
     requests = [
-        verifier_pb2.ScoreRequest(sample=convert.sample_to_proto(s), verifier="json_match") for s in (good, bad)
+        verifier_pb2.ScoreRequest(sample=convert.sample_to_proto(s), verifiers=["json_match"]) for s in (good, bad)
     ]
     response = call(serve_apps, "router", "ScoreBatch", verifier_pb2.ScoreBatchRequest(requests=requests))
     assert [r.verdict for r in response.results] == [common_pb2.VERDICT_CORRECT, common_pb2.VERDICT_INCORRECT]
@@ -144,7 +144,7 @@ def test_external_verifier_that_does_not_answer_is_rejected_at_start_up(serve_ap
 
 @pytest.mark.parametrize("app", ["math", "router"])
 def test_unknown_verifier_is_invalid_argument(serve_apps, app):
-    request = verifier_pb2.ScoreRequest(sample=math_sample("u1"), verifier="no_such_verifier")
+    request = verifier_pb2.ScoreRequest(sample=math_sample("u1"), verifiers=["no_such_verifier"])
     error = rpc_error(call, serve_apps, app, "Score", request)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "verifier" in error.details()
@@ -174,7 +174,7 @@ def test_one_malformed_item_does_not_fail_the_batch(serve_apps, app):
 
 @pytest.mark.parametrize("app", ["sleepy", "router"])
 def test_duplicate_id_in_flight_on_a_stream_is_invalid_argument(serve_apps, app):
-    request = verifier_pb2.ScoreRequest(sample=math_sample("dup"), verifier="sleepy")
+    request = verifier_pb2.ScoreRequest(sample=math_sample("dup"), verifiers=["sleepy"])
     request.sample.metadata_json = json.dumps({"sleep_s": 1.0})  # still in flight when the twin arrives
     with pytest.raises(grpc.aio.AioRpcError) as info:
         stream(serve_apps, app, [request, request])

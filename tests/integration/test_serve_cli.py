@@ -85,7 +85,7 @@ async def _format_score(endpoint: str, application: str | None, auth: list = AUT
     metadata = ([("application", application)] if application else []) + auth
     async with grpc.aio.insecure_channel(endpoint) as channel:
         stub = verifier_pb2_grpc.VerifierStub(channel)
-        return await stub.Score(verifier_pb2.ScoreRequest(sample=sample, verifier="format"), metadata=metadata,
+        return await stub.Score(verifier_pb2.ScoreRequest(sample=sample, verifiers=["format"]), metadata=metadata,
                                 timeout=60)
 
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 def sleepy_request(sample_id: str, sleep_s: float) -> verifier_pb2.ScoreRequest:
     metadata = json.dumps({"sleep_s": sleep_s})
     sample = verifier_pb2.Sample(id=sample_id, task="sleepy", completion="done", metadata_json=metadata)
-    return verifier_pb2.ScoreRequest(sample=sample, verifier="sleepy")
+    return verifier_pb2.ScoreRequest(sample=sample, verifiers=["sleepy"])
 
 
 async def _score_all(address: str, requests: list, timeout_s: float) -> list:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rewards._workers import PoolClosed, PoolConfig, WorkerCrashed, WorkerPool, WorkerRaised, WorkerTimeout
+from rewards.pool import PoolClosed, PoolConfig, WorkerCrashed, WorkerPool, WorkerRaised, WorkerTimeout
 
 
 def handle(request: tuple[str, object]) -> object:
@@ -158,7 +158,7 @@ def test_invalid_config_is_rejected() -> None:
 
 _ORPHAN_SCRIPT = """
 import os, signal, sys, threading, time
-from rewards._workers import PoolConfig, WorkerPool
+from rewards.pool import PoolConfig, WorkerPool
 pool = WorkerPool(PoolConfig(handler="time:sleep", workers=2))
 pool.start()
 print(" ".join(map(str, pool.pids())), flush=True)

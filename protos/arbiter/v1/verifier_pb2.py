@@ -26,47 +26,47 @@ from protos.arbiter.v1 import common_pb2 as protos_dot_arbiter_dot_v1_dot_common
 from protos.arbiter.v1 import sandbox_pb2 as protos_dot_arbiter_dot_v1_dot_sandbox__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n protos/arbiter/v1/verifier.proto\x12\narbiter.v1\x1a\x1eprotos/arbiter/v1/common.proto\x1a\x1fprotos/arbiter/v1/sandbox.proto\"\xda\x01\n\x06Sample\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x12\n\ncompletion\x18\x03 \x01(\t\x12\x13\n\x06prompt\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x06\x61nswer\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x12\n\ntests_json\x18\x06 \x01(\t\x12\x15\n\x08language\x18\x07 \x01(\tH\x02\x88\x01\x01\x12\x13\n\x0blimits_json\x18\x08 \x01(\t\x12\x15\n\rmetadata_json\x18\t \x01(\tB\t\n\x07_promptB\t\n\x07_answerB\x0b\n\t_language\"W\n\x0cScoreRequest\x12\"\n\x06sample\x18\x01 \x01(\x0b\x32\x12.arbiter.v1.Sample\x12\x10\n\x08verifier\x18\x02 \x01(\t\x12\x11\n\tverifiers\x18\x03 \x03(\t\"\xfb\x01\n\x0eVerifierResult\x12$\n\x07verdict\x18\x01 \x01(\x0e\x32\x13.arbiter.v1.Verdict\x12\x12\n\x05score\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x13\n\x06\x61nswer\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\"\n\x05\x61udit\x18\x05 \x01(\x0e\x32\x13.arbiter.v1.Verdict\x12%\n\x05tests\x18\x06 \x03(\x0b\x32\x16.arbiter.v1.TestResult\x12*\n\nprovenance\x18\x07 \x01(\x0b\x32\x16.arbiter.v1.ProvenanceB\x08\n\x06_scoreB\t\n\x07_answer\"Y\n\tComponent\x12\x10\n\x08verifier\x18\x01 \x01(\t\x12*\n\x06result\x18\x02 \x01(\x0b\x32\x1a.arbiter.v1.VerifierResult\x12\x0e\n\x06\x63\x61\x63hed\x18\x03 \x01(\x08\",\n\nFieldError\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xd5\x01\n\x0bScoreResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x06reward\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12$\n\x07verdict\x18\x03 \x01(\x0e\x32\x13.arbiter.v1.Verdict\x12)\n\ncomponents\x18\x04 \x03(\x0b\x32\x15.arbiter.v1.Component\x12\x12\n\nelapsed_ms\x18\x05 \x01(\x01\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t\x12%\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x16.arbiter.v1.FieldErrorB\t\n\x07_reward\"?\n\x11ScoreBatchRequest\x12*\n\x08requests\x18\x01 \x03(\x0b\x32\x18.arbiter.v1.ScoreRequest\">\n\x12ScoreBatchResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.arbiter.v1.ScoreResult\"h\n\x0cVerifierInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12(\n\treference\x18\x03 \x01(\x0e\x32\x15.arbiter.v1.Reference\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\"z\n\tTaskRoute\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x31\n\tverifiers\x18\x02 \x03(\x0b\x32\x1e.arbiter.v1.TaskRoute.Weighted\x1a,\n\x08Weighted\x12\x10\n\x08verifier\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\"_\n\nCacheStats\x12\x0c\n\x04hits\x18\x01 \x01(\x04\x12\x0e\n\x06misses\x18\x02 \x01(\x04\x12\x0f\n\x07\x65ntries\x18\x03 \x01(\x04\x12\x10\n\x08\x63\x61pacity\x18\x04 \x01(\x04\x12\x10\n\x08hit_rate\x18\x05 \x01(\x01\"\x16\n\x14ListVerifiersRequest\"\x91\x01\n\x15ListVerifiersResponse\x12+\n\tverifiers\x18\x01 \x03(\x0b\x32\x18.arbiter.v1.VerifierInfo\x12$\n\x05tasks\x18\x02 \x03(\x0b\x32\x15.arbiter.v1.TaskRoute\x12%\n\x05\x63\x61\x63he\x18\x03 \x01(\x0b\x32\x16.arbiter.v1.CacheStats\"\x1f\n\x0f\x44\x65scribeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"e\n\x10\x44\x65scribeResponse\x12*\n\x08verifier\x18\x01 \x01(\x0b\x32\x18.arbiter.v1.VerifierInfo\x12%\n\x05\x63\x61\x63he\x18\x02 \x01(\x0b\x32\x16.arbiter.v1.CacheStats*e\n\tReference\x12\x19\n\x15REFERENCE_UNSPECIFIED\x10\x00\x12\x14\n\x10REFERENCE_ANSWER\x10\x01\x12\x13\n\x0fREFERENCE_TESTS\x10\x02\x12\x12\n\x0eREFERENCE_NONE\x10\x03\x32\xf6\x02\n\x08Verifier\x12:\n\x05Score\x12\x18.arbiter.v1.ScoreRequest\x1a\x17.arbiter.v1.ScoreResult\x12K\n\nScoreBatch\x12\x1d.arbiter.v1.ScoreBatchRequest\x1a\x1e.arbiter.v1.ScoreBatchResponse\x12\x44\n\x0bScoreStream\x12\x18.arbiter.v1.ScoreRequest\x1a\x17.arbiter.v1.ScoreResult(\x01\x30\x01\x12T\n\rListVerifiers\x12 .arbiter.v1.ListVerifiersRequest\x1a!.arbiter.v1.ListVerifiersResponse\x12\x45\n\x08\x44\x65scribe\x12\x1b.arbiter.v1.DescribeRequest\x1a\x1c.arbiter.v1.DescribeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n protos/arbiter/v1/verifier.proto\x12\narbiter.v1\x1a\x1eprotos/arbiter/v1/common.proto\x1a\x1fprotos/arbiter/v1/sandbox.proto\"\xda\x01\n\x06Sample\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x12\n\ncompletion\x18\x03 \x01(\t\x12\x13\n\x06prompt\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x06\x61nswer\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x12\n\ntests_json\x18\x06 \x01(\t\x12\x15\n\x08language\x18\x07 \x01(\tH\x02\x88\x01\x01\x12\x13\n\x0blimits_json\x18\x08 \x01(\t\x12\x15\n\rmetadata_json\x18\t \x01(\tB\t\n\x07_promptB\t\n\x07_answerB\x0b\n\t_language\"K\n\x0cScoreRequest\x12\"\n\x06sample\x18\x01 \x01(\x0b\x32\x12.arbiter.v1.Sample\x12\x11\n\tverifiers\x18\x03 \x03(\tJ\x04\x08\x02\x10\x03\"\xfb\x01\n\x0eVerifierResult\x12$\n\x07verdict\x18\x01 \x01(\x0e\x32\x13.arbiter.v1.Verdict\x12\x12\n\x05score\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x13\n\x06\x61nswer\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\"\n\x05\x61udit\x18\x05 \x01(\x0e\x32\x13.arbiter.v1.Verdict\x12%\n\x05tests\x18\x06 \x03(\x0b\x32\x16.arbiter.v1.TestResult\x12*\n\nprovenance\x18\x07 \x01(\x0b\x32\x16.arbiter.v1.ProvenanceB\x08\n\x06_scoreB\t\n\x07_answer\"Y\n\tComponent\x12\x10\n\x08verifier\x18\x01 \x01(\t\x12*\n\x06result\x18\x02 \x01(\x0b\x32\x1a.arbiter.v1.VerifierResult\x12\x0e\n\x06\x63\x61\x63hed\x18\x03 \x01(\x08\",\n\nFieldError\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xd5\x01\n\x0bScoreResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x06reward\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12$\n\x07verdict\x18\x03 \x01(\x0e\x32\x13.arbiter.v1.Verdict\x12)\n\ncomponents\x18\x04 \x03(\x0b\x32\x15.arbiter.v1.Component\x12\x12\n\nelapsed_ms\x18\x05 \x01(\x01\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t\x12%\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x16.arbiter.v1.FieldErrorB\t\n\x07_reward\"?\n\x11ScoreBatchRequest\x12*\n\x08requests\x18\x01 \x03(\x0b\x32\x18.arbiter.v1.ScoreRequest\">\n\x12ScoreBatchResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.arbiter.v1.ScoreResult\"h\n\x0cVerifierInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12(\n\treference\x18\x03 \x01(\x0e\x32\x15.arbiter.v1.Reference\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\"z\n\tTaskRoute\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x31\n\tverifiers\x18\x02 \x03(\x0b\x32\x1e.arbiter.v1.TaskRoute.Weighted\x1a,\n\x08Weighted\x12\x10\n\x08verifier\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\"_\n\nCacheStats\x12\x0c\n\x04hits\x18\x01 \x01(\x04\x12\x0e\n\x06misses\x18\x02 \x01(\x04\x12\x0f\n\x07\x65ntries\x18\x03 \x01(\x04\x12\x10\n\x08\x63\x61pacity\x18\x04 \x01(\x04\x12\x10\n\x08hit_rate\x18\x05 \x01(\x01\"\x16\n\x14ListVerifiersRequest\"\x91\x01\n\x15ListVerifiersResponse\x12+\n\tverifiers\x18\x01 \x03(\x0b\x32\x18.arbiter.v1.VerifierInfo\x12$\n\x05tasks\x18\x02 \x03(\x0b\x32\x15.arbiter.v1.TaskRoute\x12%\n\x05\x63\x61\x63he\x18\x03 \x01(\x0b\x32\x16.arbiter.v1.CacheStats\"\x1f\n\x0f\x44\x65scribeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"e\n\x10\x44\x65scribeResponse\x12*\n\x08verifier\x18\x01 \x01(\x0b\x32\x18.arbiter.v1.VerifierInfo\x12%\n\x05\x63\x61\x63he\x18\x02 \x01(\x0b\x32\x16.arbiter.v1.CacheStats*e\n\tReference\x12\x19\n\x15REFERENCE_UNSPECIFIED\x10\x00\x12\x14\n\x10REFERENCE_ANSWER\x10\x01\x12\x13\n\x0fREFERENCE_TESTS\x10\x02\x12\x12\n\x0eREFERENCE_NONE\x10\x03\x32\xf6\x02\n\x08Verifier\x12:\n\x05Score\x12\x18.arbiter.v1.ScoreRequest\x1a\x17.arbiter.v1.ScoreResult\x12K\n\nScoreBatch\x12\x1d.arbiter.v1.ScoreBatchRequest\x1a\x1e.arbiter.v1.ScoreBatchResponse\x12\x44\n\x0bScoreStream\x12\x18.arbiter.v1.ScoreRequest\x1a\x17.arbiter.v1.ScoreResult(\x01\x30\x01\x12T\n\rListVerifiers\x12 .arbiter.v1.ListVerifiersRequest\x1a!.arbiter.v1.ListVerifiersResponse\x12\x45\n\x08\x44\x65scribe\x12\x1b.arbiter.v1.DescribeRequest\x1a\x1c.arbiter.v1.DescribeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.arbiter.v1.verifier_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REFERENCE']._serialized_start=1794
-  _globals['_REFERENCE']._serialized_end=1895
+  _globals['_REFERENCE']._serialized_start=1782
+  _globals['_REFERENCE']._serialized_end=1883
   _globals['_SAMPLE']._serialized_start=114
   _globals['_SAMPLE']._serialized_end=332
   _globals['_SCOREREQUEST']._serialized_start=334
-  _globals['_SCOREREQUEST']._serialized_end=421
-  _globals['_VERIFIERRESULT']._serialized_start=424
-  _globals['_VERIFIERRESULT']._serialized_end=675
-  _globals['_COMPONENT']._serialized_start=677
-  _globals['_COMPONENT']._serialized_end=766
-  _globals['_FIELDERROR']._serialized_start=768
-  _globals['_FIELDERROR']._serialized_end=812
-  _globals['_SCORERESULT']._serialized_start=815
-  _globals['_SCORERESULT']._serialized_end=1028
-  _globals['_SCOREBATCHREQUEST']._serialized_start=1030
-  _globals['_SCOREBATCHREQUEST']._serialized_end=1093
-  _globals['_SCOREBATCHRESPONSE']._serialized_start=1095
-  _globals['_SCOREBATCHRESPONSE']._serialized_end=1157
-  _globals['_VERIFIERINFO']._serialized_start=1159
-  _globals['_VERIFIERINFO']._serialized_end=1263
-  _globals['_TASKROUTE']._serialized_start=1265
-  _globals['_TASKROUTE']._serialized_end=1387
-  _globals['_TASKROUTE_WEIGHTED']._serialized_start=1343
-  _globals['_TASKROUTE_WEIGHTED']._serialized_end=1387
-  _globals['_CACHESTATS']._serialized_start=1389
-  _globals['_CACHESTATS']._serialized_end=1484
-  _globals['_LISTVERIFIERSREQUEST']._serialized_start=1486
-  _globals['_LISTVERIFIERSREQUEST']._serialized_end=1508
-  _globals['_LISTVERIFIERSRESPONSE']._serialized_start=1511
-  _globals['_LISTVERIFIERSRESPONSE']._serialized_end=1656
-  _globals['_DESCRIBEREQUEST']._serialized_start=1658
-  _globals['_DESCRIBEREQUEST']._serialized_end=1689
-  _globals['_DESCRIBERESPONSE']._serialized_start=1691
-  _globals['_DESCRIBERESPONSE']._serialized_end=1792
-  _globals['_VERIFIER']._serialized_start=1898
-  _globals['_VERIFIER']._serialized_end=2272
+  _globals['_SCOREREQUEST']._serialized_end=409
+  _globals['_VERIFIERRESULT']._serialized_start=412
+  _globals['_VERIFIERRESULT']._serialized_end=663
+  _globals['_COMPONENT']._serialized_start=665
+  _globals['_COMPONENT']._serialized_end=754
+  _globals['_FIELDERROR']._serialized_start=756
+  _globals['_FIELDERROR']._serialized_end=800
+  _globals['_SCORERESULT']._serialized_start=803
+  _globals['_SCORERESULT']._serialized_end=1016
+  _globals['_SCOREBATCHREQUEST']._serialized_start=1018
+  _globals['_SCOREBATCHREQUEST']._serialized_end=1081
+  _globals['_SCOREBATCHRESPONSE']._serialized_start=1083
+  _globals['_SCOREBATCHRESPONSE']._serialized_end=1145
+  _globals['_VERIFIERINFO']._serialized_start=1147
+  _globals['_VERIFIERINFO']._serialized_end=1251
+  _globals['_TASKROUTE']._serialized_start=1253
+  _globals['_TASKROUTE']._serialized_end=1375
+  _globals['_TASKROUTE_WEIGHTED']._serialized_start=1331
+  _globals['_TASKROUTE_WEIGHTED']._serialized_end=1375
+  _globals['_CACHESTATS']._serialized_start=1377
+  _globals['_CACHESTATS']._serialized_end=1472
+  _globals['_LISTVERIFIERSREQUEST']._serialized_start=1474
+  _globals['_LISTVERIFIERSREQUEST']._serialized_end=1496
+  _globals['_LISTVERIFIERSRESPONSE']._serialized_start=1499
+  _globals['_LISTVERIFIERSRESPONSE']._serialized_end=1644
+  _globals['_DESCRIBEREQUEST']._serialized_start=1646
+  _globals['_DESCRIBEREQUEST']._serialized_end=1677
+  _globals['_DESCRIBERESPONSE']._serialized_start=1679
+  _globals['_DESCRIBERESPONSE']._serialized_end=1780
+  _globals['_VERIFIER']._serialized_start=1886
+  _globals['_VERIFIER']._serialized_end=2260
 # @@protoc_insertion_point(module_scope)

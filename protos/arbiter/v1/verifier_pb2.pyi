@@ -43,14 +43,12 @@ class Sample(_message.Message):
     def __init__(self, id: _Optional[str] = ..., task: _Optional[str] = ..., completion: _Optional[str] = ..., prompt: _Optional[str] = ..., answer: _Optional[str] = ..., tests_json: _Optional[str] = ..., language: _Optional[str] = ..., limits_json: _Optional[str] = ..., metadata_json: _Optional[str] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("sample", "verifier", "verifiers")
+    __slots__ = ("sample", "verifiers")
     SAMPLE_FIELD_NUMBER: _ClassVar[int]
-    VERIFIER_FIELD_NUMBER: _ClassVar[int]
     VERIFIERS_FIELD_NUMBER: _ClassVar[int]
     sample: Sample
-    verifier: str
     verifiers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, sample: _Optional[_Union[Sample, _Mapping]] = ..., verifier: _Optional[str] = ..., verifiers: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, sample: _Optional[_Union[Sample, _Mapping]] = ..., verifiers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class VerifierResult(_message.Message):
     __slots__ = ("verdict", "score", "detail", "answer", "audit", "tests", "provenance")
