@@ -64,6 +64,11 @@ class RoutingConfig:
         return cls(tasks)
 
     @classmethod
+    def from_tasks(cls, tasks: dict[str, dict[str, float]], source: str = "routing") -> RoutingConfig:
+        """The routing of a config's `routing:` mapping (task -> {verifier: weight}); empty = DEFAULT_ROUTING."""
+        return cls.from_dict({"tasks": tasks}, source) if tasks else DEFAULT_ROUTING
+
+    @classmethod
     def load(cls, path: str | Path) -> RoutingConfig:
         with open(path) as f:
             return cls.from_dict(yaml.safe_load(f), source=str(path))

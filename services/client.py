@@ -28,7 +28,7 @@ import grpc
 
 from protos.arbiter.v1 import verifier_pb2, verifier_pb2_grpc
 from rewards.compose import ScoredSample, compose
-from rewards.routing import RoutingConfig
+from rewards.routing import DEFAULT_ROUTING, RoutingConfig
 from rewards.types import Sample, SampleError, VerifierResult
 from services import convert
 from services.auth import channel_credentials, token_metadata
@@ -186,9 +186,7 @@ class VerifierClient:
     def __init__(self, config: ClientConfig, routing: RoutingConfig | None = None) -> None:
         config.validate()
         self.config = config
-        if routing is None:
-            routing = RoutingConfig.load_or_default(config.routing_file)
-        self.routing = routing
+        self.routing = routing if routing is not None else DEFAULT_ROUTING
         self.metadata = token_metadata(config.token) + (
             (("application", config.application),) if config.application else ()
         )

@@ -3,7 +3,7 @@
 One YAML file (default ``configs/cluster.yaml``) read strictly: unknown keys,
 wrong types and impossible values are errors at start-up, each naming its path
 (``families.math.autoscaling.max_replicas``). A family or plug-in section,
-with the cluster's routing file and token variable added (`app_args`), is the
+with the cluster's routing and token variable added (`app_args`), is the
 ``args`` of its Serve application builder in ``services.serve_app``, so
 ``arbiter serve`` and a KubeRay ``serveConfigV2`` validate the same way.
 
@@ -12,7 +12,7 @@ Shape (every key optional; see configs/cluster.yaml for the defaults explained):
     serve: {grpc_port: 9000, http_port: 8000, http_host: 0.0.0.0, request_timeout_s: 300}
     health: {port: 9010, probe_interval_s: 2.0, probe_timeout_s: 5.0}
     auth: {token_env: ARBITER_TOKEN}
-    routing_file: configs/routing.yaml
+    routing: {math: {math: 1.0, format: 1.0}, code: {code: 1.0}}   # task -> {verifier: weight}
     router: {enabled: true, max_ongoing_requests: 64}
     families:                  # built-in verifier families, one Serve app each
       math: {scoring: {worker_processes: 2}, autoscaling: {min_replicas: 1, max_replicas: 4}}
@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from rewards.registry import validate_name
-from rewards.routing import DEFAULT_ROUTING, RoutingConfig
+from rewards.routing import RoutingConfig
 from rewards.strict_config import ConfigError, from_dict
 from services.config import ScoringConfig, ServerConfig
 
@@ -240,7 +240,7 @@ class StandaloneConfig:
         """The server's config: the port, token, routing and external verifiers come from the cluster config."""
         external = {verifier: cluster.external[name].address for verifier, name in cluster.external_verifiers()}
         scoring = dataclasses.replace(
-            self.scoring, routing_file=cluster.routing_file, external={**self.scoring.external, **external}
+            self.scoring, routing=cluster.routing, external={**self.scoring.external, **external}
         )
         return ServerConfig(
             host=self.host,
@@ -260,8 +260,8 @@ class ClusterConfig:
     serve: ServeConfig = field(default_factory=ServeConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
-    routing_file: str | None = None
-    """Task routing YAML (rewards.routing) for every app; None = rewards.routing.DEFAULT_ROUTING."""
+    routing: dict[str, dict[str, float]] = field(default_factory=dict)
+    """task -> {verifier: weight}, the primary first, for every app; empty = rewards.routing.DEFAULT_ROUTING."""
     router: RouterConfig = field(default_factory=RouterConfig)
     families: dict[str, DeploymentConfig] = field(
         default_factory=lambda: {name: DeploymentConfig() for name in FAMILY_VERIFIERS}
@@ -276,32 +276,31 @@ class ClusterConfig:
         self.health.check("health")
         self.auth.check("auth")
         self.router.check("router")
-        self.routing()
+        try:
+            RoutingConfig.from_tasks(self.routing)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         for name, family in self.families.items():
             if name not in FAMILY_VERIFIERS:
                 raise ConfigError(f"families.{name}: unknown family; known: {', '.join(FAMILY_VERIFIERS)}")
             family.check(f"families.{name}")
-            if family.scoring.routing_file is not None:
-                raise ConfigError(f"families.{name}.scoring.routing_file: set routing_file at the top level")
+            if family.scoring.routing:
+                raise ConfigError(f"families.{name}.scoring.routing: set routing at the top level")
         for name, plugin in self.plugins.items():
             _check_name(name, "plugins")
             plugin.check(f"plugins.{name}")
-            if plugin.scoring.routing_file is not None:
-                raise ConfigError(f"plugins.{name}.scoring.routing_file: set routing_file at the top level")
+            if plugin.scoring.routing:
+                raise ConfigError(f"plugins.{name}.scoring.routing: set routing at the top level")
         for name, external in self.external.items():
             _check_name(name, "external")
             external.check(f"external.{name}")
-        if self.standalone.scoring.routing_file is not None:
-            raise ConfigError("standalone.scoring.routing_file: set routing_file at the top level")
+        if self.standalone.scoring.routing:
+            raise ConfigError("standalone.scoring.routing: set routing at the top level")
         self.verifier_targets()
 
-    def routing(self) -> RoutingConfig:
-        if self.routing_file is None:
-            return DEFAULT_ROUTING
-        try:
-            return RoutingConfig.load(self.routing_file)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"routing_file: {exc}") from None
+    @property
+    def routes(self) -> RoutingConfig:
+        return RoutingConfig.from_tasks(self.routing)
 
     def app_names(self) -> list[str]:
         """Every Serve application this config deploys, the router last (it calls the others)."""
@@ -364,8 +363,13 @@ class RouterAppArgs:
     """verifier name -> Serve app name, or "external:NAME" for an entry of `external`."""
     external: dict[str, ExternalConfig] = field(default_factory=dict)
     router: RouterConfig = field(default_factory=RouterConfig)
-    routing_file: str | None = None
+    routing: dict[str, dict[str, float]] = field(default_factory=dict)
+    """task -> {verifier: weight}; empty = rewards.routing.DEFAULT_ROUTING."""
     token_env: str | None = None
+
+    @property
+    def routes(self) -> RoutingConfig:
+        return RoutingConfig.from_tasks(self.routing)
 
     def validate(self) -> None:
         if not self.targets:
@@ -386,12 +390,12 @@ def app_args(config: ClusterConfig, app: str) -> dict[str, Any]:
             "targets": config.verifier_targets(),
             "external": to_dict(config.external),
             "router": to_dict(config.router),
-            "routing_file": config.routing_file,
+            "routing": config.routing,
             "token_env": config.auth.token_env,
         }
     section = config.plugins[app] if app in config.plugins else config.families[app]
     # One routing for the whole cluster: every replica composes rewards the same way.
-    scoring = dataclasses.replace(section.scoring, routing_file=config.routing_file)
+    scoring = dataclasses.replace(section.scoring, routing=config.routing)
     args = to_dict(dataclasses.replace(section, scoring=scoring))
     args["token_env"] = config.auth.token_env
     if app in config.plugins:

@@ -11,22 +11,16 @@ import enum
 from dataclasses import dataclass, field
 
 from rewards.registry import validate_name
+from rewards.routing import RoutingConfig
 from rewards.strict_config import ConfigError
 from rewards.strict_config import from_dict as from_dict  # re-exported: services.config.from_dict is public
+from sandbox.api import Limits
 
 
-@dataclass(frozen=True)
-class SandboxCaps:
+def _default_caps() -> Limits:
     """The most a Sandbox.Execute/Grade request may ask for; more is INVALID_ARGUMENT."""
-
-    wall_time_s: float = 60.0
-    cpu_time_s: float = 30.0
-    memory_mib: int = 2048
-    max_processes: int = 64
-    max_output_bytes: int = 16 << 20
-    max_file_size_mib: int = 64
-    max_open_files: int = 256
-    compile_time_s: float = 60.0
+    return Limits(wall_time_s=60.0, cpu_time_s=30.0, memory_mib=2048, max_processes=64, max_output_bytes=16 << 20,
+                  max_file_size_mib=64, max_open_files=256, compile_time_s=60.0)
 
 
 @dataclass(frozen=True)
@@ -41,8 +35,9 @@ class ScoringConfig:
     """Extra in-process verifiers, name -> "module:Factory", as if from the entry-point group."""
     external: dict[str, str] = field(default_factory=dict)
     """Remote verifiers, name -> "host:port" of a server implementing arbiter.v1.Verifier."""
-    routing_file: str | None = None
-    """Task routing YAML (rewards.routing); None uses rewards.routing.DEFAULT_ROUTING."""
+    routing: dict[str, dict[str, float]] = field(default_factory=dict)
+    """task -> {verifier: weight}, the primary first, for requests that name no verifiers; empty uses
+    rewards.routing.DEFAULT_ROUTING."""
     sample_timeout_s: float = 120.0
     """A sample still scoring after this long has its worker killed and gets a TIMEOUT verdict.
     A backstop above the verifiers' own limits: a step a verifier runs inline under its own
@@ -55,7 +50,12 @@ class ScoringConfig:
     max_completion_chars: int = 256 * 1024
     cache_entries: int = 100_000
     """Verdict cache capacity in entries (one verifier result each); 0 disables the cache."""
-    sandbox_caps: SandboxCaps = field(default_factory=SandboxCaps)
+    sandbox_caps: Limits = field(default_factory=_default_caps)
+    """The most a Sandbox.Execute/Grade request may ask for, per limit; more is INVALID_ARGUMENT."""
+
+    @property
+    def routes(self) -> RoutingConfig:
+        return RoutingConfig.from_tasks(self.routing)
 
     def validate(self, path: str = "scoring") -> None:
         for name in ("worker_processes", "max_in_flight_samples", "max_batch_items", "max_request_bytes",
@@ -84,6 +84,10 @@ class ScoringConfig:
         both = set(self.plugins) & set(self.external)
         if both:
             raise ConfigError(f"{path}.external.{sorted(both)[0]}: also listed under plugins")
+        try:
+            RoutingConfig.from_tasks(self.routing)
+        except ValueError as exc:
+            raise ConfigError(f"{path}.{exc}") from None
 
 
 @dataclass(frozen=True)
@@ -147,9 +151,6 @@ class ClientConfig:
     or the Serve router)."""
     endpoints: dict[str, str] = field(default_factory=dict)
     """Verifier name -> endpoint, for verifiers served elsewhere (e.g. an external verifier)."""
-    routing_file: str | None = None
-    """The routing the client uses for every task (the default routing if None): it names each sample's
-    verifiers itself."""
     application: str | None = None
     """Ray Serve application to address (`router` takes any verifier or task), sent as metadata
     `application` on every call; None sends nothing (a standalone server needs none)."""

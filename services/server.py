@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from protos.arbiter.v1 import sandbox_pb2, sandbox_pb2_grpc, verifier_pb2_grpc
 from services.auth import TokenInterceptor, server_credentials
 from services.config import ServerConfig
+from services.core import VerifierCore
 from services.health import VERIFIER_SERVICE
 from services.metrics import Metrics
 from services.servicer import SandboxServicer, VerifierServicer
@@ -34,13 +35,13 @@ _HEADROOM_BYTES = 4 << 20  # let slightly oversized requests through so the serv
 
 
 class ArbiterServer:
-    """One grpc.aio server and the servicers, worker pool and metrics endpoint it owns."""
+    """One grpc.aio server around the core (services.core), with health, reflection and metrics."""
 
     def __init__(self, config: ServerConfig) -> None:
         config.validate()
         self.config = config
         self.metrics = Metrics()
-        self.verifier = VerifierServicer(config.scoring, self.metrics)
+        self.verifier = VerifierCore(config.scoring, self.metrics)
         self.health = health.aio.HealthServicer()
         interceptors = [TokenInterceptor(config.token)] if config.token else []
         size = config.scoring.max_request_bytes + _HEADROOM_BYTES
@@ -48,12 +49,10 @@ class ArbiterServer:
             interceptors=interceptors,
             options=[("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)],
         )
-        verifier_pb2_grpc.add_VerifierServicer_to_server(self.verifier, self.grpc)
+        verifier_pb2_grpc.add_VerifierServicer_to_server(VerifierServicer(self.verifier), self.grpc)
         services = [VERIFIER_SERVICE]
         if config.enable_sandbox_service:
-            sandbox_servicer = SandboxServicer(config.scoring.sandbox_caps, config.scoring.worker_processes,
-                                               self.verifier)
-            sandbox_pb2_grpc.add_SandboxServicer_to_server(sandbox_servicer, self.grpc)
+            sandbox_pb2_grpc.add_SandboxServicer_to_server(SandboxServicer(self.verifier), self.grpc)
             services.append(SANDBOX_SERVICE)
         self.services = services
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)

@@ -21,8 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
-import yaml
-
 from rewards.compose import ScoredSample, score_sample
 from rewards.routing import RoutingConfig
 from rewards.types import Sample
@@ -60,13 +58,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_routing(routing: RoutingConfig, workdir: Path) -> str:
-    """The services read routing from a file: write ours where every process can read it."""
-    path = workdir / "routing.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # In routing order: a task's first verifier is its primary (sorted keys made `format` math's).
-    path.write_text(yaml.safe_dump(routing.to_dict(), sort_keys=False))
-    return str(path.resolve())
+def services_routing(routing: RoutingConfig) -> dict[str, dict[str, float]]:
+    """The routing as the services' configs take it (data, not a file), each task's verifiers in
+    routing order: the first is the task's primary."""
+    return routing.to_dict()["tasks"]
 
 
 TRAIN_APP = "arbiter-train"
@@ -101,7 +96,7 @@ def start_serve() -> str:
     return f"127.0.0.1:{grpc_port}"
 
 
-def deploy_verifiers(routing_file: str, app: str = TRAIN_APP, worker_processes: int = 2) -> str:
+def deploy_verifiers(routing: RoutingConfig, app: str = TRAIN_APP, worker_processes: int = 2) -> str:
     """Deploy, on the running Serve instance, the apps serving every verifier the routing needs
     -> the name of the app to call.
 
@@ -117,8 +112,7 @@ def deploy_verifiers(routing_file: str, app: str = TRAIN_APP, worker_processes: 
     from services.config import ScoringConfig
     from services.serve_app import build_app, deploy
 
-    routing = RoutingConfig.load(routing_file)
-    primaries = {route[0].verifier for route in routing.tasks.values()}
+    primaries = {routing.primary(task) for task in routing.tasks}
     families = sorted({family for family, names in FAMILY_VERIFIERS.items() if primaries & set(names)})
     if not families or not primaries <= {name for family in families for name in FAMILY_VERIFIERS[family]}:
         raise ValueError(f"rewards.routing: the trainer deploys built-in verifier families; primaries "
@@ -128,7 +122,7 @@ def deploy_verifiers(routing_file: str, app: str = TRAIN_APP, worker_processes: 
         # The router sends each verifier a client names to its family's app: all of them are needed.
         families = sorted({family for family, names in FAMILY_VERIFIERS.items()
                            if routing.verifier_names() & set(names)})
-    cluster = ClusterConfig(routing_file=routing_file, router=RouterConfig(enabled=len(families) > 1),
+    cluster = ClusterConfig(routing=services_routing(routing), router=RouterConfig(enabled=len(families) > 1),
                             families=dict.fromkeys(families, deployment))
     cluster.validate()
     if len(families) > 1:
@@ -150,7 +144,7 @@ def prepare_serve(cfg: RewardsConfig, routing: RoutingConfig, workdir: Path) -> 
         raise RuntimeError("Ray Serve already runs on this cluster and its gRPC port is not ours to guess: "
                            "set rewards.endpoint (and rewards.application) to use its verifiers")
     endpoint = start_serve()
-    application = deploy_verifiers(write_routing(routing, workdir), worker_processes=cfg.worker_processes)
+    application = deploy_verifiers(routing, worker_processes=cfg.worker_processes)
     return dataclasses.replace(cfg, endpoint=endpoint, application=application), True
 
 
@@ -180,7 +174,7 @@ async def open_reward_client(cfg: RewardsConfig, routing: RoutingConfig, workdir
     if endpoint is None:  # standalone: a real gRPC server on loopback, in this event loop
         from services.server import create_server
 
-        scoring = ScoringConfig(worker_processes=cfg.worker_processes, routing_file=write_routing(routing, workdir))
+        scoring = ScoringConfig(worker_processes=cfg.worker_processes, routing=services_routing(routing))
         server, port = create_server(ServerConfig(host="127.0.0.1", port=0, scoring=scoring))
         await server.start()
         endpoint = f"127.0.0.1:{port}"

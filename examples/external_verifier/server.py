@@ -7,8 +7,8 @@ must parse as JSON and equal the sample's gold answer (also JSON). It imports
 only the generated stubs, not Arbiter's packages, to show what a verifier
 written elsewhere needs. Point a client at it by address:
 
-    ClientConfig(endpoint="arbiter:50051", endpoints={"json_match": "127.0.0.1:50061"},
-                 routing_file="routing.yaml")   # routing.yaml: tasks: {json: {json_match: 1.0}}
+    VerifierClient(ClientConfig(endpoint="arbiter:50051", endpoints={"json_match": "127.0.0.1:50061"}),
+                   RoutingConfig.from_tasks({"json": {"json_match": 1.0}}))
 """
 
 from __future__ import annotations

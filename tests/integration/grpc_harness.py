@@ -11,17 +11,11 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-import yaml
+import grpc
 from grpc_plugins import PLUGINS, ROUTING
 
 from services.config import ScoringConfig, ServerConfig
 from services.server import ArbiterServer, create_server
-
-
-def write_routing(directory: Path) -> str:
-    path = directory / "routing.yaml"
-    path.write_text(yaml.safe_dump(ROUTING))
-    return str(path)
 
 
 def scoring(directory: Path, **overrides: Any) -> ScoringConfig:
@@ -31,7 +25,7 @@ def scoring(directory: Path, **overrides: Any) -> ScoringConfig:
         # Only what the tests route to: warming math (sympy) would slow every start and restart.
         "verifiers": tuple(sorted({v for route in ROUTING["tasks"].values() for v in route})),
         "plugins": PLUGINS,
-        "routing_file": write_routing(directory),
+        "routing": ROUTING["tasks"],
         "sample_timeout_s": 3.0,
     }
     values.update(overrides)
@@ -63,3 +57,21 @@ class RunningServer:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+
+async def interactive_stream(address: str, requests: list[Any], metadata: tuple[tuple[str, str], ...] = (),
+                             timeout_s: float = 60.0) -> list[Any]:
+    """ScoreStream as an interactive client uses it: write one request, read its result, then write the
+    next; the stream is half-closed only after every result came back."""
+    from protos.arbiter.v1 import verifier_pb2_grpc
+
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = verifier_pb2_grpc.VerifierStub(channel).ScoreStream(metadata=metadata, timeout=timeout_s)
+        results = []
+        for request in requests:
+            await call.write(request)
+            results.append(await asyncio.wait_for(call.read(), timeout_s))
+        await call.done_writing()
+        assert await call.read() == grpc.aio.EOF
+        return results
+

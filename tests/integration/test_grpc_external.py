@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from grpc_harness import RunningServer
 
 from rewards.registry import RegistryError
@@ -44,10 +43,8 @@ def external():
 
 @pytest.fixture(scope="module")
 def arbiter(tmp_path_factory, external):
-    routing = tmp_path_factory.mktemp("ext") / "routing.yaml"
-    routing.write_text(yaml.safe_dump(ROUTES))
     running = RunningServer(ServerConfig(port=0, scoring=ScoringConfig(
-        worker_processes=1, routing_file=str(routing), verifiers=("format", "json_match"),
+        worker_processes=1, routing=ROUTES["tasks"], verifiers=("format", "json_match"),
         external={"json_match": external})))
     yield running
     running.stop()

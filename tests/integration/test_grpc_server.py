@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import urllib.request
 
 import grpc
 import pytest
-from grpc_harness import RunningServer, scoring
+from grpc_harness import RunningServer, interactive_stream, scoring
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_plugins import PLUGINS
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -96,11 +97,32 @@ def test_stream_returns_every_result_keyed_by_id(stub):
     assert results["bad"].error.field == "sample.task"
 
 
-def test_stream_rejects_a_sample_without_id(stub):
-    with pytest.raises(grpc.RpcError) as info:
-        list(stub.ScoreStream(iter([request("")]), timeout=30))
-    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert "sample.id" in info.value.details()
+def test_stream_results_come_back_before_the_client_half_closes_and_a_bad_item_gets_its_own_error(server):
+    requests = [request("first"), request(""), request("big", completion="x" * 1001), request("last")]
+    results = asyncio.run(interactive_stream(server.address, requests))
+    assert [r.id for r in results] == ["first", "", "big", "last"]
+    assert [r.verdict for r in (results[0], results[3])] == [common_pb2.VERDICT_CORRECT] * 2
+    assert results[1].error.field == "sample.id"
+    assert results[2].error.field == "sample.completion"
+
+
+def test_stream_answers_an_id_already_in_flight_with_an_error_keyed_by_it_and_goes_on(server):
+    async def go():
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            call = verifier_pb2_grpc.VerifierStub(channel).ScoreStream(timeout=30)
+            await call.write(sleeper("dup", 1.0))
+            await call.write(request("dup"))
+            duplicate = await call.read()  # long before the sleeper is done
+            await call.write(request("after"))
+            rest = {(r := await call.read()).id: r for _ in range(2)}
+            await call.done_writing()
+            return duplicate, rest
+
+    duplicate, rest = asyncio.run(go())
+    assert (duplicate.id, duplicate.error.field) == ("dup", "sample.id")
+    assert "already in flight" in duplicate.error.message
+    assert {k: r.verdict for k, r in rest.items()} == {"dup": common_pb2.VERDICT_CORRECT,
+                                                       "after": common_pb2.VERDICT_CORRECT}
 
 
 def test_list_verifiers_shows_served_verifiers_routes_and_cache(stub):

@@ -7,6 +7,7 @@ import json
 
 import grpc
 import pytest
+from grpc_harness import interactive_stream
 
 from protos.arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
 from rewards.types import Sample
@@ -173,12 +174,24 @@ def test_one_malformed_item_does_not_fail_the_batch(serve_apps, app):
 
 
 @pytest.mark.parametrize("app", ["sleepy", "router"])
-def test_duplicate_id_in_flight_on_a_stream_is_invalid_argument(serve_apps, app):
+def test_duplicate_id_in_flight_on_a_stream_gets_its_own_error_and_the_stream_goes_on(serve_apps, app):
     request = verifier_pb2.ScoreRequest(sample=math_sample("dup"), verifiers=["sleepy"])
     request.sample.metadata_json = json.dumps({"sleep_s": 1.0})  # still in flight when the twin arrives
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        stream(serve_apps, app, [request, request])
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    after = verifier_pb2.ScoreRequest(sample=math_sample("after"), verifiers=["sleepy"])
+    results = stream(serve_apps, app, [request, request, after])
+    errors = [r for r in results if r.HasField("error")]
+    assert [(r.id, r.error.field) for r in errors] == [("dup", "sample.id")]
+    assert sorted(r.id for r in results if not r.HasField("error")) == ["after", "dup"]
+
+
+@pytest.mark.parametrize("app", ["math", "router"])
+def test_stream_results_come_back_before_the_client_half_closes_and_a_bad_item_gets_its_own_error(serve_apps, app):
+    requests = [verifier_pb2.ScoreRequest(sample=math_sample("first")), verifier_pb2.ScoreRequest(),
+                verifier_pb2.ScoreRequest(sample=math_sample("last", answer="6"))]
+    results = asyncio.run(interactive_stream(serve_apps.grpc, requests, (("application", app),), CALL_TIMEOUT_S))
+    assert [r.id for r in results] == ["first", "", "last"]
+    assert [results[0].verdict, results[2].verdict] == [common_pb2.VERDICT_CORRECT, common_pb2.VERDICT_INCORRECT]
+    assert results[1].error.field == "sample.id"
 
 
 def test_undecodable_bytes_get_an_error_status_and_the_proxy_keeps_serving(serve_apps):

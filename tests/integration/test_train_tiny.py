@@ -40,11 +40,11 @@ def rise(rows: list[dict]) -> float:
 @pytest.fixture(scope="module")
 def verifiers(serve_grpc, tmp_path_factory):
     """The trainer's verifier app deployed once on the session's Serve instance -> config overrides."""
-    from trainer.reward_client import deploy_verifiers, write_routing
+    from trainer.reward_client import deploy_verifiers
 
     cfg = load_config()
     routing = RoutingConfig.from_dict({"tasks": cfg.rewards.routing})
-    app = deploy_verifiers(write_routing(routing, tmp_path_factory.mktemp("routing")), app="arbiter-train-test")
+    app = deploy_verifiers(routing, app="arbiter-train-test")
     return {"rewards.endpoint": serve_grpc.grpc, "rewards.application": app}
 
 

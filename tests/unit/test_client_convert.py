@@ -111,7 +111,7 @@ def test_service_error_survives_pickling_with_its_status():
 
     import grpc
 
-    from services.servicer import ServiceError
+    from services.core import ServiceError
 
     error = pickle.loads(pickle.dumps(ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "sample.id: missing")))
     assert (error.code, error.message) == (grpc.StatusCode.INVALID_ARGUMENT, "sample.id: missing")

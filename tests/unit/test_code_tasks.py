@@ -73,8 +73,8 @@ def test_per_task_accuracy_is_reported_for_every_task():
 
 def test_routing_written_for_the_services_keeps_each_tasks_primary_first(tmp_path):
     from rewards.routing import RoutingConfig
-    from trainer.reward_client import write_routing
+    from trainer.reward_client import services_routing
 
     routing = RoutingConfig.from_dict({"tasks": load_config("configs/tiny-mix.yaml").rewards.routing})
-    written = RoutingConfig.load(write_routing(routing, tmp_path))
+    written = RoutingConfig.from_tasks(services_routing(routing))
     assert {task: route[0].verifier for task, route in written.tasks.items()} == {"math": "math", "code": "code"}

@@ -37,7 +37,7 @@ def test_empty_config_means_defaults():
         ({"plugins": {"router": {}}}, "plugins.router"),
         ({"external": {"format": {"address": "127.0.0.1:5000"}}}, "external.format"),
         ({"auth": {"token_env": "not a name"}}, "auth.token_env"),
-        ({"families": {"math": {"scoring": {"routing_file": "r.yaml"}}}}, "families.math.scoring.routing_file"),
+        ({"families": {"math": {"scoring": {"routing": {"math": {"math": 1.0}}}}}}, "families.math.scoring.routing"),
     ],
 )
 def test_bad_config_is_rejected_naming_the_key(raw, path):
