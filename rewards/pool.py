@@ -58,7 +58,7 @@ _RESTART_BACKOFF_S = 1.0
 
 
 @dataclass(frozen=True)
-class PoolConfig:
+class WorkerPoolConfig:
     """How many workers, how they start, and what bounds them."""
 
     handler: str
@@ -150,14 +150,14 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def _serve() -> None:
-    """Entry point of a worker interpreter: argv is [fd, parent pid, base64 pickled PoolConfig].
+    """Entry point of a worker interpreter: argv is [fd, parent pid, base64 pickled WorkerPoolConfig].
 
     Messages to the parent: ("ready", setup's value) once, then per job ("part", value) for each
     part a generator handler yields, and one of ("done", answer) or ("raised", text); a generator's
     answer is its return value."""
     fd, parent_pid, payload = sys.argv[1:4]
     _die_with_parent(int(parent_pid))
-    config: PoolConfig = pickle.loads(base64.b64decode(payload))
+    config: WorkerPoolConfig = pickle.loads(base64.b64decode(payload))
     conn = Connection(int(fd))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the caller, which kills us
     if config.memory_limit_mib is not None:
@@ -205,7 +205,7 @@ def yield_parts(parts: Any, conn: Connection) -> Any:
 _spawner = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="arbiter-worker-spawner")
 
 
-def _start_process(config: PoolConfig, child_fd: int) -> subprocess.Popen[bytes]:
+def _start_process(config: WorkerPoolConfig, child_fd: int) -> subprocess.Popen[bytes]:
     payload = base64.b64encode(pickle.dumps(config)).decode("ascii")
     env = dict(os.environ)
     env[_PATH_ENV] = json.dumps(sys.path)  # what is importable here is importable there (plug-ins)
@@ -218,7 +218,7 @@ def _start_process(config: PoolConfig, child_fd: int) -> subprocess.Popen[bytes]
 class _Worker:
     """One process and the parent's end of its pipe; used by its slot's supervisor only."""
 
-    def __init__(self, config: PoolConfig) -> None:
+    def __init__(self, config: WorkerPoolConfig) -> None:
         ours, theirs = socket.socketpair()
         try:
             self.process = _spawner.submit(_start_process, config, theirs.fileno()).result()
@@ -278,7 +278,7 @@ _STOP = object()
 class WorkerPool:
     """`workers` warm processes fed from one queue; submit() and call() are safe from any thread."""
 
-    def __init__(self, config: PoolConfig, on_replace: Callable[[str], None] | None = None) -> None:
+    def __init__(self, config: WorkerPoolConfig, on_replace: Callable[[str], None] | None = None) -> None:
         self.config = config
         self._on_replace = on_replace or (lambda reason: None)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -289,8 +289,9 @@ class WorkerPool:
         self._started = False
         self._closed = False
         self._info: Any = None
-        self._warm = [threading.Event() for _ in range(config.workers)]
-        self._start_failure: WorkerCrashed | None = None
+        # Notified whenever a slot's worker becomes warm or fails to start (its last failure, or None).
+        self._warmth = threading.Condition()
+        self._start_failures: list[WorkerCrashed | None] = [None] * config.workers
         self._bridge: _LoopBridge | None = None
 
     # --- public -----------------------------------------------------------------------------------
@@ -309,10 +310,15 @@ class WorkerPool:
                     thread.start()
                     self._threads.append(thread)
         if wait:
-            for warm in self._warm:
-                warm.wait()
-            if self._start_failure is not None:
-                raise self._start_failure
+            with self._warmth:
+                self._warmth.wait_for(lambda: self._closed or all(
+                    (w is not None and w.ready) or failure is not None
+                    for w, failure in zip(self._workers, self._start_failures, strict=True)))
+            failure = next((f for f in self._start_failures if f is not None), None)
+            if failure is not None:
+                raise failure
+            if self._closed:
+                raise PoolClosed("worker pool is closed")
         return self._info
 
     def submit(self, request: Any, deadline: Deadline) -> concurrent.futures.Future[Any]:
@@ -351,6 +357,8 @@ class WorkerPool:
         """Kill every worker. Jobs queued or running fail with PoolClosed."""
         with self._lock:
             self._closed = True
+        with self._warmth:
+            self._warmth.notify_all()
         for _ in self._threads:
             self._queue.put(_STOP)
         for worker in list(self._workers):
@@ -369,11 +377,8 @@ class WorkerPool:
     # --- supervisors ------------------------------------------------------------------------------
 
     def _supervise(self, slot: int) -> None:
-        try:
+        with contextlib.suppress(WorkerCrashed):  # recorded for start(wait=True); the next job retries
             self._ensure(slot)
-        except WorkerCrashed as exc:
-            self._start_failure = exc  # raised by start(wait=True); the next job retries the start
-        self._warm[slot].set()
         while True:
             item = self._queue.get()
             if item is _STOP:
@@ -409,16 +414,23 @@ class WorkerPool:
         if not worker.ready:
             try:
                 info = worker.wait_ready(self.config.startup_timeout_s)
-            except WorkerCrashed:
+            except WorkerCrashed as exc:
                 worker.kill()
                 self._workers[slot] = None
+                self._warmed(slot, exc)
                 raise
             if self._info is None:
                 self._info = info
+            self._warmed(slot, None)
         if self._closed:  # close() ran while it warmed up: it would outlive the pool
             worker.kill()
             return None
         return worker
+
+    def _warmed(self, slot: int, failure: WorkerCrashed | None) -> None:
+        with self._warmth:
+            self._start_failures[slot] = failure
+            self._warmth.notify_all()
 
     def _run(self, slot: int, jobs: list[_Job]) -> None:
         """Send a chunk to this slot's worker and settle each job; the one that overruns or kills the
@@ -457,6 +469,8 @@ class WorkerPool:
             with self._lock:
                 self._waiting += 1
             self._queue.put(job)
+        with contextlib.suppress(WorkerCrashed):  # warm before this slot's next job, not during it
+            self._ensure(slot)
 
     def _settle(self, worker: _Worker, jobs: list[_Job]) -> tuple[int, WorkerFault | None]:
         """Settle futures in order as answers arrive; on a fault, (the failing job's index, the fault)."""

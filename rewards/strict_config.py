@@ -5,6 +5,14 @@ unknown key, a missing required key or a wrong type is a `ConfigError` whose mes
 starts with the dotted path of the offender (``grpo.group_size: expected int, got str
 '8'``), so a typo fails at start-up instead of silently running with a default.
 
+One validation hook: a config class may define ``validate(self) -> None`` that raises
+ConfigError (or ValueError) with a message starting with its own field's name
+(``"port: must be in 0..65535"``); it checks that object's own fields and how they relate,
+never its nested configs'. The loader calls it on every dataclass it builds, innermost
+first, and prefixes the key path (``serve.port: must be in 0..65535``); `check(config)`
+does the same walk for a config built in code. A ValueError from a constructor
+(``__post_init__``) is reported the same way.
+
 Field types understood: nested dataclasses, ``X | None`` and other unions, ``Literal``,
 enums (built from their value), ``dict[K, V]``, ``tuple[X, ...]``, ``list[X]``, ``int``,
 ``float`` (an int is accepted and converted; ``bool`` never counts as a number), ``str``,
@@ -30,10 +38,10 @@ class ConfigError(ValueError):
 
 
 def from_dict(cls: type[T], raw: Any, path: str = "") -> T:
-    """Build dataclass `cls` from a decoded mapping, strictly; a top-level `validate()` is then called.
+    """Build dataclass `cls` from a decoded mapping, strictly, validating every level on the way.
 
     `path` is the dotted prefix for error messages (empty at the top level, which errors call
-    ``<root>``); `validate()` runs only at the top level, so its messages use root-relative paths.
+    ``<root>``).
     """
     if raw is None:
         raw = {}
@@ -50,10 +58,40 @@ def from_dict(cls: type[T], raw: Any, path: str = "") -> T:
     if missing:
         raise ConfigError(f"{_join(path, missing[0])}: missing required key")
     hints = typing.get_type_hints(cls)
-    obj = cls(**{name: _convert(hints[name], value, _join(path, name)) for name, value in raw.items()})
-    validate = getattr(obj, "validate", None)
-    if validate is not None and not path:
-        validate()
+    values = {name: _convert(hints[name], value, _join(path, name)) for name, value in raw.items()}
+    return _validated(path, lambda: cls(**values))
+
+
+def check(config: T, path: str = "") -> T:
+    """Run `validate()` on `config` and every config nested in it (a config built in code, not
+    loaded); the error names the key path. Returns `config`."""
+    if dataclasses.is_dataclass(config):
+        for f in dataclasses.fields(config):
+            _check_value(getattr(config, f.name), _join(path, f.name))
+        _validated(path, lambda: config)
+    return config
+
+
+def _check_value(value: Any, path: str) -> None:
+    if dataclasses.is_dataclass(value):
+        check(value, path)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_value(item, _join(path, key))
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_value(item, path)
+
+
+def _validated(path: str, build: Any) -> Any:
+    """`build()`'s config after its `validate()`; either one's ValueError becomes a ConfigError at `path`."""
+    try:
+        obj = build()
+        validate = getattr(obj, "validate", None)
+        if validate is not None:
+            validate()
+    except ValueError as exc:  # ConfigError included
+        raise ConfigError(f"{path}.{exc}" if path else str(exc)) from None
     return obj
 
 

@@ -32,7 +32,7 @@ from rewards.routing import DEFAULT_ROUTING, RoutingConfig
 from rewards.types import Sample, SampleError, VerifierResult
 from services import convert
 from services.auth import channel_credentials, token_metadata
-from services.config import ClientConfig, FaultPolicy
+from services.config import ClientConfig, FaultPolicy, check
 
 # INTERNAL is what Serve's proxy answers when the replica holding a call dies ("may or may not have
 # been executed on the actor"); scoring is idempotent by sample id, so a retry is always safe.
@@ -184,7 +184,7 @@ class VerifierClient:
     """Score samples against one or more arbiter.v1.Verifier endpoints; use inside a running event loop."""
 
     def __init__(self, config: ClientConfig, routing: RoutingConfig | None = None) -> None:
-        config.validate()
+        check(config)
         self.config = config
         self.routing = routing if routing is not None else DEFAULT_ROUTING
         self.metadata = token_metadata(config.token) + (

@@ -60,14 +60,14 @@ class AutoscalingConfig:
     upscale_delay_s: float = 3.0
     downscale_delay_s: float = 60.0
 
-    def check(self, path: str) -> None:
+    def validate(self) -> None:
         if self.min_replicas < 0:
-            raise ConfigError(f"{path}.min_replicas: must be >= 0")
+            raise ConfigError("min_replicas: must be >= 0")
         if self.max_replicas < max(1, self.min_replicas):
-            raise ConfigError(f"{path}.max_replicas: must be >= max(1, min_replicas)")
-        _positive(self.target_ongoing_requests, f"{path}.target_ongoing_requests")
+            raise ConfigError("max_replicas: must be >= max(1, min_replicas)")
+        _positive(self.target_ongoing_requests, "target_ongoing_requests")
         if self.upscale_delay_s < 0 or self.downscale_delay_s < 0:
-            raise ConfigError(f"{path}.upscale_delay_s/downscale_delay_s: must be >= 0")
+            raise ConfigError("upscale_delay_s/downscale_delay_s: must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -112,23 +112,21 @@ class DeploymentConfig:
     autoscaling: AutoscalingConfig = field(default_factory=AutoscalingConfig)
     runtime_env: RuntimeEnvConfig = field(default_factory=RuntimeEnvConfig)
 
-    def check(self, path: str) -> None:
-        self.scoring.validate(f"{path}.scoring")
-        _check_replica_limits(self, path)
+    def validate(self) -> None:
+        _check_replica_limits(self)
 
     def serve_options(self) -> dict[str, Any]:
         """Keyword arguments for `Deployment.options`."""
         return _replica_options(self, self.runtime_env.to_ray())
 
 
-def _check_replica_limits(cfg: DeploymentConfig | RouterConfig, path: str) -> None:
+def _check_replica_limits(cfg: DeploymentConfig | RouterConfig) -> None:
     for name in ("max_ongoing_requests", "max_queued_requests"):
         if getattr(cfg, name) < 1:
-            raise ConfigError(f"{path}.{name}: must be >= 1")
+            raise ConfigError(f"{name}: must be >= 1")
     if cfg.num_cpus < 0:
-        raise ConfigError(f"{path}.num_cpus: must be >= 0")
-    _positive(cfg.graceful_shutdown_timeout_s, f"{path}.graceful_shutdown_timeout_s")
-    cfg.autoscaling.check(f"{path}.autoscaling")
+        raise ConfigError("num_cpus: must be >= 0")
+    _positive(cfg.graceful_shutdown_timeout_s, "graceful_shutdown_timeout_s")
 
 
 def _replica_options(cfg: DeploymentConfig | RouterConfig, runtime_env: dict[str, Any]) -> dict[str, Any]:
@@ -154,8 +152,8 @@ class RouterConfig:
     graceful_shutdown_timeout_s: float = 20.0
     autoscaling: AutoscalingConfig = field(default_factory=AutoscalingConfig)
 
-    def check(self, path: str) -> None:
-        _check_replica_limits(self, path)
+    def validate(self) -> None:
+        _check_replica_limits(self)
 
     def serve_options(self) -> dict[str, Any]:
         return _replica_options(self, {})
@@ -170,13 +168,13 @@ class ExternalConfig:
     """The verifier names it serves, each checked with Describe at start-up; empty = the entry's name."""
     timeout_s: float = 10.0
 
-    def check(self, path: str) -> None:
+    def validate(self) -> None:
         match = _ADDRESS.match(self.address)
         if not match or not 0 < int(match[2]) < 65536:
-            raise ConfigError(f"{path}.address: expected HOST:PORT, got {self.address!r}")
+            raise ConfigError(f"address: expected HOST:PORT, got {self.address!r}")
         for name in self.verifiers:
-            _check_name(name, f"{path}.verifiers")
-        _positive(self.timeout_s, f"{path}.timeout_s")
+            _check_name(name, "verifiers")
+        _positive(self.timeout_s, "timeout_s")
 
 
 @dataclass(frozen=True)
@@ -191,11 +189,11 @@ class ServeConfig:
     """End-to-end limit the proxy puts on every call (DEADLINE_EXCEEDED past it); clients set their own,
     shorter deadlines, and a batch of code samples may legitimately take minutes."""
 
-    def check(self, path: str) -> None:
+    def validate(self) -> None:
         for name in ("grpc_port", "http_port"):
             if not 0 <= getattr(self, name) < 65536:
-                raise ConfigError(f"{path}.{name}: must be a TCP port (0 = any free port)")
-        _positive(self.request_timeout_s, f"{path}.request_timeout_s")
+                raise ConfigError(f"{name}: must be a TCP port (0 = any free port)")
+        _positive(self.request_timeout_s, "request_timeout_s")
 
 
 @dataclass(frozen=True)
@@ -207,11 +205,11 @@ class HealthConfig:
     probe_interval_s: float = 2.0
     probe_timeout_s: float = 5.0
 
-    def check(self, path: str) -> None:
+    def validate(self) -> None:
         if not 0 <= self.port < 65536:
-            raise ConfigError(f"{path}.port: must be a TCP port (0 = any free port)")
-        _positive(self.probe_interval_s, f"{path}.probe_interval_s")
-        _positive(self.probe_timeout_s, f"{path}.probe_timeout_s")
+            raise ConfigError("port: must be a TCP port (0 = any free port)")
+        _positive(self.probe_interval_s, "probe_interval_s")
+        _positive(self.probe_timeout_s, "probe_timeout_s")
 
 
 @dataclass(frozen=True)
@@ -220,9 +218,9 @@ class AuthConfig:
 
     token_env: str | None = None
 
-    def check(self, path: str) -> None:
+    def validate(self) -> None:
         if self.token_env is not None and not _ENV_NAME.match(self.token_env):
-            raise ConfigError(f"{path}.token_env: not an environment variable name: {self.token_env!r}")
+            raise ConfigError(f"token_env: not an environment variable name: {self.token_env!r}")
 
 
 @dataclass(frozen=True)
@@ -272,10 +270,6 @@ class ClusterConfig:
     standalone: StandaloneConfig = field(default_factory=StandaloneConfig)
 
     def validate(self) -> None:
-        self.serve.check("serve")
-        self.health.check("health")
-        self.auth.check("auth")
-        self.router.check("router")
         try:
             RoutingConfig.from_tasks(self.routing)
         except ValueError as exc:
@@ -283,17 +277,14 @@ class ClusterConfig:
         for name, family in self.families.items():
             if name not in FAMILY_VERIFIERS:
                 raise ConfigError(f"families.{name}: unknown family; known: {', '.join(FAMILY_VERIFIERS)}")
-            family.check(f"families.{name}")
             if family.scoring.routing:
                 raise ConfigError(f"families.{name}.scoring.routing: set routing at the top level")
         for name, plugin in self.plugins.items():
             _check_name(name, "plugins")
-            plugin.check(f"plugins.{name}")
             if plugin.scoring.routing:
                 raise ConfigError(f"plugins.{name}.scoring.routing: set routing at the top level")
-        for name, external in self.external.items():
+        for name in self.external:
             _check_name(name, "external")
-            external.check(f"external.{name}")
         if self.standalone.scoring.routing:
             raise ConfigError("standalone.scoring.routing: set routing at the top level")
         self.verifier_targets()
@@ -340,8 +331,8 @@ class AppArgs(DeploymentConfig):
     """The replica refuses calls without `authorization: Bearer $<token_env>` (UNAUTHENTICATED)."""
 
     def validate(self) -> None:
-        self.check("args")
-        AuthConfig(self.token_env).check("args")
+        super().validate()
+        AuthConfig(self.token_env).validate()
 
 
 @dataclass(frozen=True)
@@ -351,7 +342,7 @@ class PluginAppArgs(AppArgs):
     verifier: str = ""
 
     def validate(self) -> None:
-        _check_name(self.verifier, "args.verifier")
+        _check_name(self.verifier, "verifier")
         super().validate()
 
 
@@ -378,9 +369,6 @@ class RouterAppArgs:
             _check_name(verifier, "targets")
             if target.startswith("external:") and target.removeprefix("external:") not in self.external:
                 raise ConfigError(f"targets.{verifier}: {target!r} is not listed under external")
-        for name, external in self.external.items():
-            external.check(f"external.{name}")
-        self.router.check("router")
 
 
 def app_args(config: ClusterConfig, app: str) -> dict[str, Any]:

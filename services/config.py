@@ -2,7 +2,7 @@
 
 Each config is built from a plain mapping (YAML, CLI) by `from_dict` (rewards.strict_config,
 re-exported here), which rejects unknown keys and wrong types naming the dotted path of the
-offender and then calls the config's `validate()`.
+offender and calls every level's `validate()`; `check(config)` validates one built in code.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from rewards.registry import validate_name
 from rewards.routing import RoutingConfig
 from rewards.strict_config import ConfigError
-from rewards.strict_config import from_dict as from_dict  # re-exported: services.config.from_dict is public
+from rewards.strict_config import check as check  # re-exported with from_dict: public here
+from rewards.strict_config import from_dict as from_dict
 from sandbox.api import Limits
 
 
@@ -57,37 +58,37 @@ class ScoringConfig:
     def routes(self) -> RoutingConfig:
         return RoutingConfig.from_tasks(self.routing)
 
-    def validate(self, path: str = "scoring") -> None:
+    def validate(self) -> None:
         for name in ("worker_processes", "max_in_flight_samples", "max_batch_items", "max_request_bytes",
                      "max_completion_chars"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{path}.{name}: must be >= 1")
+                raise ConfigError(f"{name}: must be >= 1")
         if self.sample_timeout_s <= 0:
-            raise ConfigError(f"{path}.sample_timeout_s: must be > 0")
+            raise ConfigError("sample_timeout_s: must be > 0")
         if self.max_batch_items > self.max_in_flight_samples:
-            raise ConfigError(f"{path}.max_batch_items: must be <= max_in_flight_samples, or a full batch "
+            raise ConfigError("max_batch_items: must be <= max_in_flight_samples, or a full batch "
                               "could never be admitted")
         if self.cache_entries < 0:
-            raise ConfigError(f"{path}.cache_entries: must be >= 0")
+            raise ConfigError("cache_entries: must be >= 0")
         for key, names in (("verifiers", self.verifiers), ("plugins", self.plugins), ("external", self.external)):
             for name in names:
                 try:
                     validate_name(name)
                 except ValueError as exc:
-                    raise ConfigError(f"{path}.{key}: {exc}") from None
+                    raise ConfigError(f"{key}: {exc}") from None
         for name, target in self.plugins.items():
             if ":" not in target:
-                raise ConfigError(f"{path}.plugins.{name}: expected 'module:Factory', got {target!r}")
+                raise ConfigError(f"plugins.{name}: expected 'module:Factory', got {target!r}")
         for name, address in self.external.items():
             if not address.rpartition(":")[2].isdigit():
-                raise ConfigError(f"{path}.external.{name}: expected 'host:port', got {address!r}")
+                raise ConfigError(f"external.{name}: expected 'host:port', got {address!r}")
         both = set(self.plugins) & set(self.external)
         if both:
-            raise ConfigError(f"{path}.external.{sorted(both)[0]}: also listed under plugins")
+            raise ConfigError(f"external.{sorted(both)[0]}: also listed under plugins")
         try:
             RoutingConfig.from_tasks(self.routing)
         except ValueError as exc:
-            raise ConfigError(f"{path}.{exc}") from None
+            raise ConfigError(f"{exc}") from None
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,6 @@ class ServerConfig:
                 raise ConfigError(f"{name}: must be >= 0")
         if self.token is not None and not self.token:
             raise ConfigError("token: must be non-empty when set")
-        self.scoring.validate("scoring")
 
 
 class FaultPolicy(enum.Enum):

@@ -37,7 +37,7 @@ from rewards.routing import WeightedVerifier
 from rewards.types import Sample, SampleError
 from services import convert
 from services.cache import VerdictCache, reference_digest
-from services.config import ScoringConfig
+from services.config import ScoringConfig, check
 from services.jobs import Catalogue, ExecuteJob, ExecuteOutcome, Job, JobOutcome, WorkerSpec
 from services.metrics import Metrics
 from services.workers import ScoringPool
@@ -75,7 +75,7 @@ def _error_result(sample_id: str, error: SampleError) -> verifier_pb2.ScoreResul
 
 class VerifierCore:
     def __init__(self, config: ScoringConfig, metrics: Metrics | None = None) -> None:
-        config.validate()
+        check(config)
         self.config = config
         self.metrics = metrics or Metrics()
         self.routing = config.routes

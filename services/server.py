@@ -22,7 +22,7 @@ from grpc_reflection.v1alpha import reflection
 
 from protos.arbiter.v1 import sandbox_pb2, sandbox_pb2_grpc, verifier_pb2_grpc
 from services.auth import TokenInterceptor, server_credentials
-from services.config import ServerConfig
+from services.config import ServerConfig, check
 from services.core import VerifierCore
 from services.health import VERIFIER_SERVICE
 from services.metrics import Metrics
@@ -38,7 +38,7 @@ class ArbiterServer:
     """One grpc.aio server around the core (services.core), with health, reflection and metrics."""
 
     def __init__(self, config: ServerConfig) -> None:
-        config.validate()
+        check(config)
         self.config = config
         self.metrics = Metrics()
         self.verifier = VerifierCore(config.scoring, self.metrics)

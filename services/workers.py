@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from rewards.compose import ScoredSample
-from rewards.pool import Deadline, PoolClosed, PoolConfig, WorkerCrashed, WorkerFault, WorkerPool, WorkerTimeout
+from rewards.pool import Deadline, PoolClosed, WorkerCrashed, WorkerFault, WorkerPool, WorkerPoolConfig, WorkerTimeout
 from rewards.types import Verdict
 from sandbox.api import RunResult, Status
 from services.jobs import Catalogue, ExecuteJob, ExecuteOutcome, Job, JobOutcome, WorkerSpec
@@ -32,7 +32,7 @@ class ScoringPool:
         self.timeout_s = timeout_s
         self.catalogue: Catalogue | None = None
         self._on_restart = on_restart or (lambda reason: None)
-        config = PoolConfig(handler="services.worker_main:handle", workers=size,
+        config = WorkerPoolConfig(handler="services.worker_main:handle", workers=size,
                             setup="services.worker_main:setup", setup_arg=spec)
         self.pool = WorkerPool(config, on_replace=self._replaced)
 

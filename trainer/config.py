@@ -221,7 +221,9 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
-class ClusterConfig:
+class RayConfig:
+    """The Ray cluster the trainer runs on (the `cluster:` section)."""
+
     address: str | None = None
     """An existing Ray cluster to join ('auto' or host:port); null starts a local one."""
     num_cpus: int = 8
@@ -246,10 +248,10 @@ class TrainConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     rewards: RewardsConfig = field(default_factory=RewardsConfig)
-    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    cluster: RayConfig = field(default_factory=RayConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         g = self.grpo
         checks = [
             (g.group_size >= 2, "grpo.group_size: must be at least 2 (advantages are relative within a group)"),

@@ -109,7 +109,7 @@ def deploy_verifiers(routing: RoutingConfig, app: str = TRAIN_APP, worker_proces
     from ray import serve
 
     from services.cluster_config import FAMILY_VERIFIERS, ROUTER_APP, ClusterConfig, DeploymentConfig, RouterConfig
-    from services.config import ScoringConfig
+    from services.config import ScoringConfig, check
     from services.serve_app import build_app, deploy
 
     primaries = {routing.primary(task) for task in routing.tasks}
@@ -124,7 +124,7 @@ def deploy_verifiers(routing: RoutingConfig, app: str = TRAIN_APP, worker_proces
                            if routing.verifier_names() & set(names)})
     cluster = ClusterConfig(routing=services_routing(routing), router=RouterConfig(enabled=len(families) > 1),
                             families=dict.fromkeys(families, deployment))
-    cluster.validate()
+    check(cluster)
     if len(families) > 1:
         deploy(cluster)
         app = ROUTER_APP

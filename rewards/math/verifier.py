@@ -33,7 +33,7 @@ from rewards.math._worker import handle, unlimited_int_digits, warm_parsers
 from rewards.math.compare import CORRECT, GOLD_UNPARSABLE, CompareOptions
 from rewards.math.extract import extract_answer, strip_presentation
 from rewards.math.numbers import exact_numbers_equal
-from rewards.pool import PoolConfig, Step, WorkerFault, WorkerPool, WorkerTimeout
+from rewards.pool import Step, WorkerFault, WorkerPool, WorkerPoolConfig, WorkerTimeout
 from rewards.types import Sample, SampleError, Verdict, VerifierResult, describe_exception
 
 
@@ -88,8 +88,8 @@ class MathConfig:
         """Build from a decoded YAML/JSON mapping; a bad key is a ConfigError naming it."""
         return strict_config.from_dict(cls, dict(raw))
 
-    def pool_config(self) -> PoolConfig:
-        return PoolConfig(
+    def pool_config(self) -> WorkerPoolConfig:
+        return WorkerPoolConfig(
             handler="rewards.math._worker:handle",
             workers=self.workers,
             setup="rewards.math._worker:warmup",

@@ -1,4 +1,5 @@
-"""rewards.strict_config: the one strict mapping -> frozen dataclass loader every config uses."""
+"""rewards.strict_config: the one strict mapping -> frozen dataclass loader every config uses, and its one
+validation hook."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Literal
 import pytest
 import yaml
 
-from rewards.strict_config import ConfigError, from_dict
+from rewards.strict_config import ConfigError, check, from_dict
 
 
 class Policy(enum.Enum):
@@ -57,6 +58,20 @@ class Checked:
 @dataclass(frozen=True)
 class Outer:
     inner: Checked = field(default_factory=Checked)
+
+
+@dataclass(frozen=True)
+class Odd:
+    n: int = 1
+
+    def __post_init__(self) -> None:
+        if self.n % 2 == 0:
+            raise ValueError("n: must be odd")
+
+
+@dataclass(frozen=True)
+class Guarded:
+    inner: Odd = field(default_factory=Odd)
 
 
 @dataclass(frozen=True)
@@ -154,9 +169,19 @@ def test_top_level_must_be_a_mapping() -> None:
     assert error_of([1, 2]) == "<root>: expected a mapping, got list"
 
 
-def test_validate_runs_at_the_top_level_only() -> None:
-    assert from_dict(Outer, {"inner": {"n": -1}}).inner.n == -1  # a nested validate() is the parent's call
+def test_validate_runs_at_every_level_and_its_error_names_the_key_path() -> None:
+    assert error_of({"inner": {"n": -1}}, Outer) == "inner.n: must be >= 0"
     assert error_of({"n": -1}, Checked) == "n: must be >= 0"
+
+
+def test_check_validates_a_config_built_in_code_naming_the_key_path() -> None:
+    assert check(Outer()) == Outer()
+    with pytest.raises(ConfigError, match=r"^inner\.n: must be >= 0$"):
+        check(Outer(inner=Checked(n=-1)))
+
+
+def test_a_constructor_error_names_the_key_path() -> None:
+    assert error_of({"inner": {"n": 2}}, Guarded) == "inner.n: must be odd"
 
 
 def test_config_error_is_a_value_error() -> None:

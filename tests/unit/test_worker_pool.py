@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rewards.pool import PoolClosed, PoolConfig, WorkerCrashed, WorkerPool, WorkerRaised, WorkerTimeout
+from rewards.pool import PoolClosed, WorkerCrashed, WorkerPool, WorkerPoolConfig, WorkerRaised, WorkerTimeout
 
 
 def handle(request: tuple[str, object]) -> object:
@@ -33,7 +33,7 @@ def handle(request: tuple[str, object]) -> object:
     raise AssertionError(kind)
 
 
-CONFIG = PoolConfig(handler=f"{__name__}:handle", workers=2, memory_limit_mib=512)
+CONFIG = WorkerPoolConfig(handler=f"{__name__}:handle", workers=2, memory_limit_mib=512)
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,7 @@ def test_concurrent_callers_each_get_their_own_result(pool: WorkerPool) -> None:
 
 
 def test_close_kills_the_workers_and_refuses_later_calls() -> None:
-    pool = WorkerPool(PoolConfig(handler=f"{__name__}:handle", workers=1))
+    pool = WorkerPool(WorkerPoolConfig(handler=f"{__name__}:handle", workers=1))
     assert pool.call(("echo", 1), timeout_s=30) == 1
     pids = pool.pids()
     pool.close()
@@ -151,15 +151,15 @@ def test_close_kills_the_workers_and_refuses_later_calls() -> None:
 
 def test_invalid_config_is_rejected() -> None:
     with pytest.raises(ValueError, match="module:function"):
-        PoolConfig(handler="no_colon")
+        WorkerPoolConfig(handler="no_colon")
     with pytest.raises(ValueError, match="workers"):
-        PoolConfig(handler="m:f", workers=0)
+        WorkerPoolConfig(handler="m:f", workers=0)
 
 
 _ORPHAN_SCRIPT = """
 import os, signal, sys, threading, time
-from rewards.pool import PoolConfig, WorkerPool
-pool = WorkerPool(PoolConfig(handler="time:sleep", workers=2))
+from rewards.pool import WorkerPoolConfig, WorkerPool
+pool = WorkerPool(WorkerPoolConfig(handler="time:sleep", workers=2))
 pool.start()
 print(" ".join(map(str, pool.pids())), flush=True)
 threading.Thread(target=pool.call, args=(600, 600), daemon=True).start()
