@@ -40,7 +40,7 @@ from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
-from protos.arbiter.v1 import verifier_pb2, verifier_pb2_grpc
+from arbiter.v1 import verifier_pb2, verifier_pb2_grpc
 from rewards.compose import ScoredSample, compose
 from rewards.routing import RoutingConfig
 from rewards.types import SampleError
@@ -58,7 +58,7 @@ from services.cluster_config import (
 from services.config import from_dict
 from services.servicer import ServiceError, VerifierServicer
 
-SERVICER_FUNCTION = "protos.arbiter.v1.verifier_pb2_grpc.add_VerifierServicer_to_server"
+SERVICER_FUNCTION = "arbiter.v1.verifier_pb2_grpc.add_VerifierServicer_to_server"
 VERIFIER_DEPLOYMENT = "Verifier"
 ROUTER_DEPLOYMENT = "Router"
 STREAM_WINDOW = 256  # unanswered samples per ScoreStream at the router

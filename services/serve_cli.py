@@ -32,7 +32,7 @@ from collections.abc import Callable
 
 import grpc
 
-from protos.arbiter.v1 import verifier_pb2, verifier_pb2_grpc
+from arbiter.v1 import verifier_pb2, verifier_pb2_grpc
 from rewards.registry import RegistryError
 from services import cluster_config
 from services.auth import token_from_env, token_metadata

@@ -20,7 +20,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from protos.arbiter.v1 import sandbox_pb2, sandbox_pb2_grpc, verifier_pb2_grpc
+from arbiter.v1 import sandbox_pb2, sandbox_pb2_grpc, verifier_pb2_grpc
 from services.auth import TokenInterceptor, server_credentials
 from services.config import ServerConfig
 from services.health import VERIFIER_SERVICE

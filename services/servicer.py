@@ -23,7 +23,7 @@ from typing import Any
 
 import grpc
 
-from protos.arbiter.v1 import sandbox_pb2, sandbox_pb2_grpc, verifier_pb2, verifier_pb2_grpc
+from arbiter.v1 import sandbox_pb2, sandbox_pb2_grpc, verifier_pb2, verifier_pb2_grpc
 from rewards.compose import ScoredSample
 from rewards.routing import RoutingConfig
 from rewards.types import Sample, SampleError

@@ -8,7 +8,7 @@ import json
 import grpc
 import pytest
 
-from protos.arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
+from arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
 from rewards.types import Sample
 from services import convert
 

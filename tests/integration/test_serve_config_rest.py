@@ -31,7 +31,7 @@ import pytest
 import yaml
 from dashboard_http import http
 
-from protos.arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
+from arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
 from rewards.types import Sample
 from services import convert
 from services.cluster_config import FAMILY_VERIFIERS

@@ -574,7 +574,7 @@ def test_router_forwards_every_verifier_to_the_app_of_its_family() -> None:
 def test_serve_config_exposes_the_verifier_grpc_service() -> None:
     config = serve_config(find("RayService"))
     assert config["grpc_options"]["grpc_servicer_functions"] == [
-        "protos.arbiter.v1.verifier_pb2_grpc.add_VerifierServicer_to_server"
+        "arbiter.v1.verifier_pb2_grpc.add_VerifierServicer_to_server"
     ]
     assert {app["import_path"] for app in config["applications"]} >= {
         "services.serve_app:rules_app",
@@ -642,7 +642,7 @@ def _edit_train(doc: dict[str, Any], edit: Callable[[dict[str, Any]], None]) -> 
 
 _APP0 = "applications"
 _SVC_HEAD = "spec.rayClusterConfig.headGroupSpec.template.spec.containers.0"
-_NO_SERVICER = "protos.arbiter.v1.verifier_pb2_grpc.add_NoServicer_to_server"
+_NO_SERVICER = "arbiter.v1.verifier_pb2_grpc.add_NoServicer_to_server"
 BROKEN: dict[str, tuple[str, Callable[[dict[str, Any]], None], str]] = {
     "misspelled_top_level_field": (
         "RayCluster",
