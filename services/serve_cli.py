@@ -37,6 +37,7 @@ from rewards.registry import RegistryError
 from services import cluster_config
 from services.auth import token_from_env, token_metadata
 from services.cluster_config import ClusterConfig, ConfigError
+from services.exposure import check_exposure
 from services.health import HealthReporter, Probe
 from services.server import run_standalone, stop_on_signals
 
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         config = cluster_config.load(args.config)
+        check_exposure(config, args.standalone)
         token = token_from_env(config.auth.token_env, "auth.token_env")
     except (OSError, ConfigError) as exc:
         print(f"arbiter serve: {exc}", file=sys.stderr)

@@ -896,3 +896,12 @@ def test_constraints_satisfy_every_pyproject_requirement() -> None:
             continue  # an extra that includes another extra
         assert name in pinned, f"{requirement} is not pinned"
         assert requirement.specifier.contains(pinned[name], prereleases=True), f"{requirement} vs {pinned[name]}"
+
+
+def test_every_verifier_app_requires_the_token_every_ray_container_gets_from_a_secret() -> None:
+    doc = find("RayService")
+    (token_env,) = {app["args"].get("token_env") for app in serve_config(doc)["applications"]}
+    assert token_env is not None
+    for where, group in groups(doc["spec"]["rayClusterConfig"]):
+        variables = {env["name"]: env for env in ray_container(group).get("env", [])}
+        assert "secretKeyRef" in variables[token_env].get("valueFrom", {}), where

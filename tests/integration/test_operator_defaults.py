@@ -1,0 +1,101 @@
+"""Operators' defaults of `arbiter serve`, through real sockets: loopback binds unless a host is named,
+and no listener reachable from the network without a token unless the config opts out explicitly."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from arbiter.v1 import common_pb2
+from tests.conftest import free_port
+from tests.integration.test_serve_cli import REPO, ServeProcess, _format_score
+
+
+def non_loopback_address() -> str:
+    """This machine's address on its default route (a UDP connect sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))
+        except OSError:
+            pytest.skip("no non-loopback interface on this machine: cannot tell a loopback bind from a wildcard one")
+        address = probe.getsockname()[0]
+    if address.startswith("127."):
+        pytest.skip("no non-loopback interface on this machine: cannot tell a loopback bind from a wildcard one")
+    return address
+
+
+def accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=5):
+            return True
+    except OSError:
+        return False
+
+
+def write_config(tmp_path, standalone: dict | None = None, **sections) -> str:
+    config = {"serve": {"grpc_port": free_port(), "http_port": free_port()},
+              "standalone": {"scoring": {"worker_processes": 1, "verifiers": ["format"]}, **(standalone or {})},
+              **sections}
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def serve_exits(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "arbiter.cli", "serve", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_standalone_binds_loopback_by_default(tmp_path):
+    outside = non_loopback_address()
+    server = ServeProcess(["--config", write_config(tmp_path), "--standalone"], tmp_path / "serve.log")
+    try:
+        endpoint = server.endpoint()
+        port = int(endpoint.rpartition(":")[2])
+        assert endpoint == f"127.0.0.1:{port}"
+        assert asyncio.run(_format_score(endpoint, None, auth=[])).verdict == common_pb2.VERDICT_CORRECT
+        assert not accepts(outside, port), f"the server answers on {outside}: it bound more than loopback"
+    finally:
+        server.kill()
+
+
+def test_standalone_on_every_interface_without_auth_refuses_to_start_naming_the_key(tmp_path):
+    proc = serve_exits(["--config", write_config(tmp_path, {"host": "0.0.0.0"}), "--standalone"])
+    assert proc.returncode == 2
+    assert "auth.token_env" in proc.stderr and "standalone.host" in proc.stderr
+    assert "auth.allow_unauthenticated" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_standalone_on_every_interface_with_a_token_is_reachable_from_outside(tmp_path):
+    outside = non_loopback_address()
+    config = write_config(tmp_path, {"host": "0.0.0.0"}, auth={"token_env": "ARBITER_TEST_TOKEN"})
+    server = ServeProcess(["--config", config, "--standalone"], tmp_path / "serve.log")
+    try:
+        port = int(server.endpoint().rpartition(":")[2])
+        assert asyncio.run(_format_score(f"{outside}:{port}", None)).verdict == common_pb2.VERDICT_CORRECT
+    finally:
+        server.kill()
+
+
+def test_standalone_on_every_interface_with_allow_unauthenticated_starts_and_warns(tmp_path):
+    config = write_config(tmp_path, {"host": "0.0.0.0"}, auth={"allow_unauthenticated": True})
+    server = ServeProcess(["--config", config, "--standalone"], tmp_path / "serve.log")
+    try:
+        endpoint = server.endpoint()
+        assert asyncio.run(_format_score(endpoint, None, auth=[])).verdict == common_pb2.VERDICT_CORRECT
+    finally:
+        server.kill()
+    assert "WITHOUT authentication" in (tmp_path / "serve.log").read_text()
+
+
+def test_serve_without_auth_refuses_to_start_because_its_grpc_proxy_binds_every_interface(tmp_path):
+    proc = serve_exits(["--config", write_config(tmp_path)])
+    assert proc.returncode == 2
+    assert "auth.token_env" in proc.stderr and "Ray Serve's gRPC proxy" in proc.stderr
+    assert proc.stdout == ""
