@@ -9,7 +9,7 @@ with the cluster's routing file and token variable added (`app_args`), is the
 
 Shape (every key optional; see configs/cluster.yaml for the defaults explained)::
 
-    serve: {grpc_port: 9000, http_port: 8000, http_host: 127.0.0.1, request_timeout_s: 300}
+    serve: {grpc_port: 9000, http_port: 8000, http_host: 127.0.0.1, request_timeout_s: 300, metrics_port: 8080}
     health: {port: 9010, host: 127.0.0.1, probe_interval_s: 2.0, probe_timeout_s: 5.0}
     auth: {token_env: ARBITER_TOKEN, allow_unauthenticated: false}
     routing_file: configs/routing.yaml
@@ -191,9 +191,12 @@ class ServeConfig:
     request_timeout_s: float = 300.0
     """End-to-end limit the proxy puts on every call (DEADLINE_EXCEEDED past it); clients set their own,
     shorter deadlines, and a batch of code samples may legitimately take minutes."""
+    metrics_port: int = 8080
+    """Ray's metrics export port on the node `arbiter serve` starts (KubeRay's default, which its
+    PodMonitor scrapes); the replicas' metrics are there. A joined cluster's nodes keep their own."""
 
     def check(self, path: str) -> None:
-        for name in ("grpc_port", "http_port"):
+        for name in ("grpc_port", "http_port", "metrics_port"):
             if not 0 <= getattr(self, name) < 65536:
                 raise ConfigError(f"{path}.{name}: must be a TCP port (0 = any free port)")
         _positive(self.request_timeout_s, f"{path}.request_timeout_s")

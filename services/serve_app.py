@@ -16,8 +16,11 @@ Deployment names (stable; a serveConfigV2 `deployments:` override uses them):
 Importing this module or calling a builder starts nothing (no ray.init, no serve.start).
 
 All are reached through Serve's gRPC proxy, started with
-``grpc_servicer_functions=[SERVICER_FUNCTION]``. With several applications
-deployed a client must send the metadata ``application: NAME``.
+``grpc_servicer_functions=SERVICER_FUNCTIONS`` (arbiter.v1.Verifier and
+arbiter.v1.Sandbox). With several applications deployed a client must send the
+metadata ``application: NAME``. Sandbox calls run in the worker processes of the
+app serving `code` (the router forwards them there), with the standalone
+server's SandboxServicer.
 
 A replica wraps the one servicer implementation (services.servicer): reward
 code runs in its worker processes, never on the replica's event loop, and a
@@ -40,7 +43,7 @@ from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
-from arbiter.v1 import verifier_pb2, verifier_pb2_grpc
+from arbiter.v1 import sandbox_pb2, verifier_pb2, verifier_pb2_grpc
 from rewards.compose import ScoredSample, compose
 from rewards.routing import RoutingConfig
 from rewards.types import SampleError
@@ -56,9 +59,12 @@ from services.cluster_config import (
     app_args,
 )
 from services.config import from_dict
-from services.servicer import ServiceError, VerifierServicer
+from services.ray_metrics import RayMetrics
+from services.servicer import SandboxServicer, ServiceError, VerifierServicer
 
 SERVICER_FUNCTION = "arbiter.v1.verifier_pb2_grpc.add_VerifierServicer_to_server"
+SANDBOX_SERVICER_FUNCTION = "arbiter.v1.sandbox_pb2_grpc.add_SandboxServicer_to_server"
+SERVICER_FUNCTIONS = [SERVICER_FUNCTION, SANDBOX_SERVICER_FUNCTION]  # the whole arbiter.v1 contract
 VERIFIER_DEPLOYMENT = "Verifier"
 ROUTER_DEPLOYMENT = "Router"
 STREAM_WINDOW = 256  # unanswered samples per ScoreStream at the router
@@ -134,7 +140,8 @@ class VerifierReplica:
 
     async def __init__(self, scoring: Any, token_env: str | None) -> None:
         self._auth = _Auth(token_env)
-        self._servicer = VerifierServicer(scoring)
+        self._servicer = VerifierServicer(scoring, RayMetrics())  # exported by the node's metrics agent
+        self._sandbox = SandboxServicer(scoring.sandbox_caps, scoring.worker_processes, self._servicer)
         await self._servicer.start()
 
     async def Score(self, request: verifier_pb2.ScoreRequest, grpc_context: Any = None) -> Any:
@@ -162,6 +169,14 @@ class VerifierReplica:
     async def Describe(self, request: verifier_pb2.DescribeRequest, grpc_context: Any = None) -> Any:
         call = _now(self._servicer.describe, request)
         return await _answer(self._auth, call, grpc_context, verifier_pb2.DescribeResponse())
+
+    async def Execute(self, request: sandbox_pb2.ExecuteRequest, grpc_context: Any = None) -> Any:
+        call = functools.partial(self._sandbox.execute, request)
+        return await _answer(self._auth, call, grpc_context, sandbox_pb2.ExecuteResponse())
+
+    async def Grade(self, request: sandbox_pb2.GradeRequest, grpc_context: Any = None) -> Any:
+        call = functools.partial(self._sandbox.grade, request)
+        return await _answer(self._auth, call, grpc_context, sandbox_pb2.GradeResponse())
 
     def check_health(self) -> None:
         if not self._servicer.ready:
@@ -376,6 +391,23 @@ class Router:
 
         return await _answer(self._auth, call, grpc_context, verifier_pb2.DescribeResponse())
 
+    # --- arbiter.v1.Sandbox: run by the replicas of the app serving `code` ---------------------
+
+    async def _sandbox(self, method: str, request: Any) -> Any:
+        owner = self._targets.get("code")
+        if owner is None or owner in self._external:
+            raise CallFailed("FAILED_PRECONDITION", "the Sandbox service runs in the app serving the code "
+                                                    "verifier, and this cluster deploys none")
+        return await self._remote(owner, method, request)
+
+    async def Execute(self, request: sandbox_pb2.ExecuteRequest, grpc_context: Any = None) -> Any:
+        call = functools.partial(self._sandbox, "Execute", request)
+        return await _answer(self._auth, call, grpc_context, sandbox_pb2.ExecuteResponse())
+
+    async def Grade(self, request: sandbox_pb2.GradeRequest, grpc_context: Any = None) -> Any:
+        call = functools.partial(self._sandbox, "Grade", request)
+        return await _answer(self._auth, call, grpc_context, sandbox_pb2.GradeResponse())
+
 
 def _merge(request: verifier_pb2.ScoreRequest, parts: list[tuple[list[str], Any]]) -> verifier_pb2.ScoreResult:
     """One result for a request split across apps, as one app serving all its verifiers would answer:
@@ -466,7 +498,7 @@ def serve_config(config: ClusterConfig) -> dict[str, Any]:
         "http_options": {"host": config.serve.http_host, "port": config.serve.http_port},
         "grpc_options": {
             "port": config.serve.grpc_port,
-            "grpc_servicer_functions": [SERVICER_FUNCTION],
+            "grpc_servicer_functions": SERVICER_FUNCTIONS,
             "request_timeout_s": config.serve.request_timeout_s,
         },
         "applications": [

@@ -5,18 +5,21 @@
 On Ray (default): start a local Ray cluster (or join the one at --address),
 check every external verifier, start Serve with the arbiter.v1.Verifier gRPC
 proxy, deploy every application, call each one through the proxy, start the
-grpc.health.v1 endpoint, and only then print the one line
+grpc.health.v1 endpoint, and only then print on stdout
 
     grpc endpoint: HOST:PORT
+    metrics: http://HOST:PORT/metrics
 
-on stdout (everything else goes to the log on stderr). On Ctrl-C or SIGTERM:
+(the second is the Ray node's metrics export, where the replicas' metrics are;
+everything else goes to the log on stderr). On Ctrl-C or SIGTERM:
 health NOT_SERVING, every application deleted (its replicas finish in-flight
 calls within graceful_shutdown_timeout_s), Ray shut down if this process
 started it (with Serve's controller and proxies); on a joined cluster Serve
 is shut down too if this process started it, and left running otherwise.
 
 --standalone runs the single grpc.aio server of services.server instead (no
-Ray), configured by the `standalone` section, and prints the same line.
+Ray), configured by the `standalone` section, and prints the same endpoint line (and
+the metrics line when `standalone.metrics_port` is set).
 """
 
 from __future__ import annotations
@@ -100,7 +103,10 @@ def _serve_on_ray(config: ClusterConfig, token: str | None, address: str | None)
     started_ray = address is None
     # "local" always starts a new cluster, never silently joining one found on the machine. Replica
     # logs stay in Ray's log directory: stdout carries only the endpoint line.
-    ray.init(address=address or "local", include_dashboard=False, configure_logging=False, log_to_driver=False)
+    # The node started here exports the replicas' ray.util.metrics on serve.metrics_port.
+    metrics = {} if address else {"_metrics_export_port": config.serve.metrics_port}
+    ray.init(address=address or "local", include_dashboard=False, configure_logging=False, log_to_driver=False,
+             **metrics)
     # Serve's controller is a named actor; one already there belongs to the joined cluster's owner.
     named = ray.util.list_named_actors(all_namespaces=True)
     serve_was_running = any(a["name"] == "SERVE_CONTROLLER_ACTOR" for a in named)
@@ -121,10 +127,20 @@ def _serve_on_ray(config: ClusterConfig, token: str | None, address: str | None)
             elif not started_ray:
                 log.info("applications deleted; Serve keeps running for the joined cluster's other users")
 
-        return asyncio.run(_run_until_signal(config, token, f"{host}:{config.serve.grpc_port}", apps, drain))
+        lines = [f"grpc endpoint: {host}:{config.serve.grpc_port}", f"metrics: {node_metrics_url(host)}"]
+        return asyncio.run(_run_until_signal(config, token, lines, apps, drain))
     finally:
         if started_ray:
             ray.shutdown()  # also stops Serve's controller and proxies
+
+
+def node_metrics_url(host: str) -> str:
+    """Where this node's metrics agent exports the replicas' metrics (Prometheus text format)."""
+    import ray
+
+    here = ray.get_runtime_context().get_node_id()
+    (port,) = [node["MetricsExportPort"] for node in ray.nodes() if node["NodeID"] == here]
+    return f"http://{host}:{port}/metrics"
 
 
 def app_probe(stub: verifier_pb2_grpc.VerifierStub, app: str, token: str | None, timeout_s: float) -> Probe:
@@ -137,10 +153,10 @@ def app_probe(stub: verifier_pb2_grpc.VerifierStub, app: str, token: str | None,
     return probe
 
 
-async def _run_until_signal(config: ClusterConfig, token: str | None, endpoint: str, apps: list[str],
+async def _run_until_signal(config: ClusterConfig, token: str | None, lines: list[str], apps: list[str],
                             drain: Callable[[], None]) -> int:
-    """Probe until every app answers, print the endpoint, serve until a signal, then drain while the
-    health endpoint says NOT_SERVING."""
+    """Probe until every app answers, print `lines` (the endpoint first), serve until a signal, then
+    drain while the health endpoint says NOT_SERVING."""
     stop = stop_on_signals()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{config.serve.grpc_port}") as channel:
         stub = verifier_pb2_grpc.VerifierStub(channel)
@@ -153,7 +169,7 @@ async def _run_until_signal(config: ClusterConfig, token: str | None, endpoint: 
         health_port = await health.start(config.health.host, config.health.port)
         log.info("grpc.health.v1 on %s:%d; applications: %s (send metadata `application: NAME`)",
                  config.health.host, health_port, ", ".join(apps))
-        print(f"grpc endpoint: {endpoint}", flush=True)
+        print("\n".join(lines), flush=True)
         await stop.wait()
         log.info("draining: health NOT_SERVING")
         await health.drain()

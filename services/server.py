@@ -128,6 +128,8 @@ async def _serve(config: ServerConfig) -> None:
     # A wildcard bind is reachable on loopback; print an address a client can dial.
     host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "[::]") else config.host
     print(f"grpc endpoint: {host}:{port}", flush=True)
+    if server.metrics_port is not None:
+        print(f"metrics: http://{host}:{server.metrics_port}/metrics", flush=True)
     await stop.wait()
     log.info("draining (grace %.1f s)", config.grace_s)
     await server.stop()
@@ -135,6 +137,7 @@ async def _serve(config: ServerConfig) -> None:
 
 def run_standalone(config: ServerConfig) -> int:
     """Serve until SIGINT/SIGTERM, then drain gracefully; `arbiter serve --standalone` calls it once
-    its external verifiers answer. Prints the one stdout line ``grpc endpoint: HOST:PORT`` when SERVING."""
+    its external verifiers answer. Prints the stdout line ``grpc endpoint: HOST:PORT`` when SERVING, then
+``metrics: http://HOST:PORT/metrics`` when the config exposes metrics."""
     asyncio.run(_serve(config))
     return 0

@@ -7,6 +7,7 @@ import asyncio
 import socket
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 import yaml
@@ -99,3 +100,19 @@ def test_serve_without_auth_refuses_to_start_because_its_grpc_proxy_binds_every_
     assert proc.returncode == 2
     assert "auth.token_env" in proc.stderr and "Ray Serve's gRPC proxy" in proc.stderr
     assert proc.stdout == ""
+
+
+def test_standalone_prints_its_metrics_url_which_exports_latency_and_verdicts_after_scoring(tmp_path):
+    metrics_port = free_port()
+    server = ServeProcess(["--config", write_config(tmp_path, {"metrics_port": metrics_port}), "--standalone"],
+                          tmp_path / "serve.log")
+    try:
+        endpoint = server.endpoint()
+        assert asyncio.run(_format_score(endpoint, None, auth=[])).verdict == common_pb2.VERDICT_CORRECT
+        assert server.lines[1] == f"metrics: http://127.0.0.1:{metrics_port}/metrics"
+        with urllib.request.urlopen(server.lines[1].removeprefix("metrics: "), timeout=10) as page:
+            text = page.read().decode()
+    finally:
+        server.kill()
+    assert 'arbiter_verifier_latency_seconds_bucket{le="+Inf",verifier="format"} 1.0' in text
+    assert 'arbiter_verdicts_total{verdict="correct",verifier="format"} 1.0' in text

@@ -574,7 +574,8 @@ def test_router_forwards_every_verifier_to_the_app_of_its_family() -> None:
 def test_serve_config_exposes_the_verifier_grpc_service() -> None:
     config = serve_config(find("RayService"))
     assert config["grpc_options"]["grpc_servicer_functions"] == [
-        "arbiter.v1.verifier_pb2_grpc.add_VerifierServicer_to_server"
+        "arbiter.v1.verifier_pb2_grpc.add_VerifierServicer_to_server",
+        "arbiter.v1.sandbox_pb2_grpc.add_SandboxServicer_to_server",
     ]
     assert {app["import_path"] for app in config["applications"]} >= {
         "services.serve_app:rules_app",
