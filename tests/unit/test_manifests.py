@@ -906,3 +906,12 @@ def test_every_verifier_app_requires_the_token_every_ray_container_gets_from_a_s
     for where, group in groups(doc["spec"]["rayClusterConfig"]):
         variables = {env["name"]: env for env in ray_container(group).get("env", [])}
         assert "secretKeyRef" in variables[token_env].get("valueFrom", {}), where
+
+
+def test_every_ray_pod_of_the_verifier_service_exposes_its_metrics_port() -> None:
+    from services.cluster_config import ServeConfig
+
+    for where, group in groups(find("RayService")["spec"]["rayClusterConfig"]):
+        port = int(group["rayStartParams"]["metrics-export-port"])
+        ports = {p.get("name"): p.get("containerPort") for p in ray_container(group).get("ports", [])}
+        assert ports.get("metrics") == port == ServeConfig().metrics_port, where
