@@ -59,6 +59,7 @@ from services.cluster_config import (
     app_args,
 )
 from services.config import from_dict
+from services.drain import DrainWatch
 from services.ray_metrics import RayMetrics
 from services.servicer import SandboxServicer, ServiceError, VerifierServicer
 
@@ -101,26 +102,31 @@ def _refuse(context: Any, code: grpc.StatusCode, message: str, empty: Any) -> An
 
 
 class _Auth:
-    """The bearer-token check of services.auth, on Serve's context (Serve's proxy takes no interceptors)."""
+    """The checks at a replica's edge, on Serve's context (Serve's proxy takes no interceptors): the
+    bearer token of services.auth, and UNAVAILABLE while `arbiter serve` drains (services.drain)."""
 
-    def __init__(self, token_env: str | None) -> None:
+    def __init__(self, token_env: str | None, drain: DrainWatch) -> None:
         self._token = token_from_env(token_env, "token_env", " in the replica")
+        self.drain = drain
 
-    def refusal(self, context: Any) -> str | None:
+    def refusal(self, context: Any) -> CallFailed | None:
         """Why this call is refused, or None when it may proceed."""
         # A call between replicas (DeploymentHandle) carries no context: it was checked at the edge.
-        if self._token is None or context is None or bearer_ok(context.invocation_metadata(), self._token):
-            return None
-        return REFUSAL
+        if self._token is not None and context is not None and not bearer_ok(context.invocation_metadata(),
+                                                                             self._token):
+            return CallFailed("UNAUTHENTICATED", REFUSAL)
+        draining = self.drain.refusal(context)
+        return None if draining is None else CallFailed("UNAVAILABLE", draining)
 
 
 async def _answer(auth: _Auth, call: Callable[[], Awaitable[Any]], context: Any, empty: Any) -> Any:
-    """Run one unary call with the token check, turning ServiceError/CallFailed into its status."""
-    why = auth.refusal(context)
-    if why is not None:
-        return _refuse(context, grpc.StatusCode.UNAUTHENTICATED, why, empty)
+    """Run one unary call after the edge checks, turning ServiceError/CallFailed into its status."""
+    refused = auth.refusal(context)
+    if refused is not None:
+        return _refuse(context, refused.code, refused.message, empty)
     try:
-        return await call()
+        with auth.drain.counted():
+            return await call()
     except (ServiceError, CallFailed) as exc:
         return _refuse(context, exc.code, exc.message, empty)
 
@@ -139,8 +145,8 @@ class VerifierReplica:
     """One replica of a family or plug-in app: the servicer over its own pool of worker processes."""
 
     async def __init__(self, scoring: Any, token_env: str | None) -> None:
-        self._auth = _Auth(token_env)
         self._servicer = VerifierServicer(scoring, RayMetrics())  # exported by the node's metrics agent
+        self._auth = _Auth(token_env, DrainWatch(close=self._servicer.close))
         self._sandbox = SandboxServicer(scoring.sandbox_caps, scoring.worker_processes, self._servicer)
         await self._servicer.start()
 
@@ -153,12 +159,13 @@ class VerifierReplica:
         return await _answer(self._auth, call, grpc_context, verifier_pb2.ScoreBatchResponse())
 
     async def ScoreStream(self, request_stream: AsyncIterator[Any], grpc_context: Any = None) -> AsyncIterator[Any]:
-        why = self._auth.refusal(grpc_context)
-        if why is not None:
-            raise _fail(grpc_context, grpc.StatusCode.UNAUTHENTICATED, why)
+        refused = self._auth.refusal(grpc_context)
+        if refused is not None:
+            raise _fail(grpc_context, refused.code, refused.message)
         try:
-            async for result in self._servicer.score_stream(request_stream):
-                yield result
+            with self._auth.drain.counted():
+                async for result in self._servicer.score_stream(request_stream):
+                    yield result
         except ServiceError as exc:
             raise _fail(grpc_context, exc.code, exc.message) from None
 
@@ -206,7 +213,7 @@ class Router:
     """
 
     async def __init__(self, args: RouterAppArgs) -> None:
-        self._auth = _Auth(args.token_env)
+        self._auth = _Auth(args.token_env, DrainWatch())
         self._routing = RoutingConfig.load_or_default(args.routing_file)
         self._targets = dict(args.targets)
         self._handles = {
@@ -320,9 +327,9 @@ class Router:
 
     async def ScoreStream(self, request_stream: AsyncIterator[Any], grpc_context: Any = None) -> AsyncIterator[Any]:
         """Results in completion order; each sample is batched with whatever else is in flight."""
-        why = self._auth.refusal(grpc_context)
-        if why is not None:
-            raise _fail(grpc_context, grpc.StatusCode.UNAUTHENTICATED, why)
+        refused = self._auth.refusal(grpc_context)
+        if refused is not None:
+            raise _fail(grpc_context, refused.code, refused.message)
         pending: set[asyncio.Task[Any]] = set()
         in_flight: set[str] = set()
         # Reading stops while this many samples are unanswered: flow control then slows the sender.
@@ -342,16 +349,17 @@ class Router:
 
         reader = asyncio.ensure_future(read())
         try:
-            while not reader.done() or pending:
-                waiting = {*pending} if reader.done() else {reader, *pending}
-                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                if reader in done:
-                    reader.result()  # re-raises a malformed-stream error
-                for task in done - {reader}:
-                    pending.discard(task)
-                    result = task.result()
-                    in_flight.discard(result.id)
-                    yield result
+            with self._auth.drain.counted():
+                while not reader.done() or pending:
+                    waiting = {*pending} if reader.done() else {reader, *pending}
+                    done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                    if reader in done:
+                        reader.result()  # re-raises a malformed-stream error
+                    for task in done - {reader}:
+                        pending.discard(task)
+                        result = task.result()
+                        in_flight.discard(result.id)
+                        yield result
         except CallFailed as exc:
             raise _fail(grpc_context, exc.code, exc.message) from None
         finally:

@@ -12,10 +12,11 @@ grpc.health.v1 endpoint, and only then print on stdout
 
 (the second is the Ray node's metrics export, where the replicas' metrics are;
 everything else goes to the log on stderr). On Ctrl-C or SIGTERM:
-health NOT_SERVING, every application deleted (its replicas finish in-flight
-calls within graceful_shutdown_timeout_s), Ray shut down if this process
-started it (with Serve's controller and proxies); on a joined cluster Serve
-is shut down too if this process started it, and left running otherwise.
+health NOT_SERVING, every replica answers UNAVAILABLE (retryable) and finishes
+its calls in flight within graceful_shutdown_timeout_s (services/drain.py), then
+Ray is shut down if this process started it (with Serve's controller and
+proxies); on a joined cluster the applications are deleted, and Serve is shut
+down too if this process started it, and left running otherwise.
 
 --standalone runs the single grpc.aio server of services.server instead (no
 Ray), configured by the `standalone` section, and prints the same endpoint line (and
@@ -96,13 +97,14 @@ def _serve_on_ray(config: ClusterConfig, token: str | None, address: str | None)
     import ray
     from ray import serve
 
+    from services.drain import drain_replicas, start_signal
     from services.serve_app import deploy, serve_config
 
     check_externals(config)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     started_ray = address is None
     # "local" always starts a new cluster, never silently joining one found on the machine. Replica
-    # logs stay in Ray's log directory: stdout carries only the endpoint line.
+    # logs stay in Ray's log directory: stdout carries only the endpoint and metrics lines.
     # The node started here exports the replicas' ray.util.metrics on serve.metrics_port.
     metrics = {} if address else {"_metrics_export_port": config.serve.metrics_port}
     ray.init(address=address or "local", include_dashboard=False, configure_logging=False, log_to_driver=False,
@@ -113,18 +115,24 @@ def _serve_on_ray(config: ClusterConfig, token: str | None, address: str | None)
     try:
         proxies = serve_config(config)  # the proxy options a KubeRay serveConfigV2 would carry
         serve.start(http_options=proxies["http_options"], grpc_options=proxies["grpc_options"])
+        drain_signal = start_signal()
         apps = deploy(config)
         host = "127.0.0.1" if started_ray else ray.util.get_node_ip_address()
+        sections = [*config.families.values(), *config.plugins.values(), config.router]
+        grace_s = max(section.graceful_shutdown_timeout_s for section in sections)
 
         def drain() -> None:
-            # Deleting an app drains it: its replicas finish in-flight calls (graceful_shutdown_timeout_s)
-            # before they stop. The router goes first so nothing new reaches the families meanwhile.
+            # Every replica answers UNAVAILABLE from here on, finishes its calls in flight and closes its
+            # worker pool (services/drain.py); deleting an app first would answer NOT_FOUND meanwhile.
+            log.info("draining applications %s", ", ".join(apps))
+            drain_replicas(drain_signal, apps, grace_s)
+            if started_ray:
+                return  # stopping Ray stops the proxies: clients then see UNAVAILABLE, never NOT_FOUND
             for app in reversed(apps):
-                log.info("draining application %s", app)
-                serve.delete(app)
-            if not started_ray and not serve_was_running:
+                serve.delete(app)  # idle by now
+            if not serve_was_running:
                 serve.shutdown()
-            elif not started_ray:
+            else:
                 log.info("applications deleted; Serve keeps running for the joined cluster's other users")
 
         lines = [f"grpc endpoint: {host}:{config.serve.grpc_port}", f"metrics: {node_metrics_url(host)}"]

@@ -4,17 +4,22 @@ and no listener reachable from the network without a token unless the config opt
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
 import socket
 import subprocess
 import sys
 import urllib.request
+from typing import Any
 
+import grpc
 import pytest
 import yaml
 
-from arbiter.v1 import common_pb2
+from arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
 from tests.conftest import free_port
-from tests.integration.test_serve_cli import REPO, ServeProcess, _format_score
+from tests.integration.conftest import _install_plugin
+from tests.integration.test_serve_cli import AUTH, REPO, ServeProcess, _format_score
 
 
 def non_loopback_address() -> str:
@@ -50,6 +55,53 @@ def write_config(tmp_path, standalone: dict | None = None, **sections) -> str:
 def serve_exits(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "arbiter.cli", "serve", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
+
+
+def sleepy_request(sample_id: str, sleep_s: float) -> verifier_pb2.ScoreRequest:
+    sample = verifier_pb2.Sample(id=sample_id, task="sleepy", completion="done",
+                                 metadata_json=json.dumps({"sleep_s": sleep_s}))
+    return verifier_pb2.ScoreRequest(sample=sample, verifier="sleepy")
+
+
+async def drain_while_calling(server: ServeProcess, endpoint: str, slow: tuple[str | None, Any],
+                              probes: list[tuple[str | None, Any]]) -> tuple[Any, list[tuple[str, bool]]]:
+    """SIGTERM `server` while the slow (application, request) is in flight, then send each probe until the
+    process has exited -> (the slow call's result, (status code name, process still up?) per probe)."""
+
+    def metadata(application: str | None) -> list:
+        return ([("application", application)] if application else []) + AUTH
+
+    async with grpc.aio.insecure_channel(endpoint) as channel:
+        stub = verifier_pb2_grpc.VerifierStub(channel)
+        in_flight = asyncio.ensure_future(stub.Score(slow[1], metadata=metadata(slow[0]), timeout=120))
+        await asyncio.sleep(2)  # let it be admitted
+        assert not in_flight.done(), "the slow call finished before the drain began"
+        server.proc.send_signal(signal.SIGTERM)
+        seen: list[tuple[str, bool]] = []
+        while server.proc.poll() is None or len(seen) < 3 * len(probes):
+            for application, request in probes:
+                alive = server.proc.poll() is None
+                try:
+                    await stub.Score(request, metadata=metadata(application), timeout=30)
+                    seen.append(("OK", alive))
+                except grpc.aio.AioRpcError as exc:
+                    seen.append((exc.code().name, alive))
+            await asyncio.sleep(0.1)
+        return await in_flight, seen
+
+
+def format_request() -> verifier_pb2.ScoreRequest:
+    sample = verifier_pb2.Sample(id="f", task="format", completion="<think>a</think>\n<answer>b</answer>")
+    return verifier_pb2.ScoreRequest(sample=sample, verifier="format")
+
+
+def assert_drained_with_unavailable(result: verifier_pb2.ScoreResult, seen: list[tuple[str, bool]]) -> None:
+    assert result.verdict == common_pb2.VERDICT_CORRECT  # the call in flight when the drain began finished
+    refused = {code for code, _ in seen if code != "OK"}
+    assert refused == {"UNAVAILABLE"}, f"while draining: {seen}"
+    assert ("UNAVAILABLE", True) in seen, f"no call was refused while the server was still up: {seen}"
+    first_refused = next(i for i, (code, _) in enumerate(seen) if code != "OK")
+    assert all(code != "OK" for code, _ in seen[first_refused:]), f"served again after refusing: {seen}"
 
 
 def test_standalone_binds_loopback_by_default(tmp_path):
@@ -116,3 +168,19 @@ def test_standalone_prints_its_metrics_url_which_exports_latency_and_verdicts_af
         server.kill()
     assert 'arbiter_verifier_latency_seconds_bucket{le="+Inf",verifier="format"} 1.0' in text
     assert 'arbiter_verdicts_total{verdict="correct",verifier="format"} 1.0' in text
+
+
+def test_standalone_draining_answers_unavailable_until_the_process_exits(tmp_path, monkeypatch):
+    (tmp_path / "plugin").mkdir()
+    monkeypatch.setenv("PYTHONPATH", str(_install_plugin(tmp_path / "plugin")))
+    scoring = {"worker_processes": 2, "verifiers": ["format", "sleepy"]}  # sleepy: an entry point on PYTHONPATH
+    config = write_config(tmp_path, {"scoring": scoring, "grace_s": 60}, auth={"token_env": "ARBITER_TEST_TOKEN"})
+    server = ServeProcess(["--config", config, "--standalone"], tmp_path / "serve.log")
+    try:
+        endpoint = server.endpoint()
+        result, seen = asyncio.run(drain_while_calling(server, endpoint, (None, sleepy_request("slow", 6)),
+                                                       [(None, format_request())]))
+        assert server.proc.wait(120) == 0, (tmp_path / "serve.log").read_text()[-3000:]
+    finally:
+        server.kill()
+    assert_drained_with_unavailable(result, seen)

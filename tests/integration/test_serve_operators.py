@@ -21,7 +21,14 @@ import yaml
 from arbiter.v1 import common_pb2, sandbox_pb2, sandbox_pb2_grpc
 from tests.conftest import free_port
 from tests.integration.conftest import _install_plugin
-from tests.integration.test_operator_defaults import accepts, non_loopback_address
+from tests.integration.test_operator_defaults import (
+    accepts,
+    assert_drained_with_unavailable,
+    drain_while_calling,
+    format_request,
+    non_loopback_address,
+    sleepy_request,
+)
 from tests.integration.test_serve_cli import AUTH, ServeProcess, _format_score
 
 pytestmark = pytest.mark.slow
@@ -140,3 +147,14 @@ def test_serve_prints_a_metrics_url_that_exports_latency_and_verdicts_after_scor
         assert time.monotonic() < deadline, f"no per-verifier latency and verdict counts at {url} in time"
         time.sleep(2)
     assert float(verdicts[0].rpartition(" ")[2]) >= 1
+
+
+# --- 6b: draining answers UNAVAILABLE until the end (this test ends the process: keep it last) ----
+
+
+def test_serve_draining_answers_unavailable_until_the_process_exits(cluster):
+    probes = [("router", format_request()), ("rules", format_request()), ("sleepy", sleepy_request("s", 0))]
+    result, seen = asyncio.run(drain_while_calling(cluster.server, cluster.endpoint,
+                                                   ("router", sleepy_request("slow", 6)), probes))
+    assert cluster.server.proc.wait(120) == 0, cluster.log.read_text()[-3000:]
+    assert_drained_with_unavailable(result, seen)
