@@ -21,9 +21,13 @@ class Tagged:
     def __init__(self, metric: Any, keys: tuple[str, ...], values: tuple[str, ...] = ()) -> None:
         self._metric, self._keys = metric, keys
         self._tags = dict(zip(keys, values, strict=True)) if values else None
+        self._children: dict[tuple[object, ...], Tagged] = {}  # label values are few (verifiers x verdicts)
 
     def labels(self, *values: object) -> Tagged:
-        return Tagged(self._metric, self._keys, tuple(str(v) for v in values))
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = Tagged(self._metric, self._keys, tuple(str(v) for v in values))
+        return child
 
     def inc(self, amount: float = 1.0) -> None:
         self._metric.inc(amount, tags=self._tags)
