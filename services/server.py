@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import signal
+import time
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -30,6 +31,7 @@ from services.servicer import SandboxServicer, VerifierServicer
 log = logging.getLogger(__name__)
 
 SANDBOX_SERVICE = sandbox_pb2.DESCRIPTOR.services_by_name["Sandbox"].full_name
+_IDLE_POLL_S = 0.05
 _HEADROOM_BYTES = 4 << 20  # let slightly oversized requests through so the servicer can name the field
 
 
@@ -86,11 +88,18 @@ class ArbiterServer:
         await self.verifier.begin_drain()
 
     async def stop(self, grace_s: float | None = None) -> None:
-        """Drain, wait drain_delay_s for load balancers to notice, then give in-flight calls `grace_s`."""
+        """Drain, wait drain_delay_s for load balancers to notice, then give in-flight calls `grace_s`.
+
+        gRPC itself stops only once the admitted samples are done (or `grace_s` is up): until then every
+        new call is answered UNAVAILABLE by the servicer, whereas a stopping grpc server cancels the
+        calls it has received and not yet handed over (CANCELLED, which no client retries)."""
         grace = self.config.grace_s if grace_s is None else grace_s
         await self.drain()
         await asyncio.sleep(self.config.drain_delay_s)
-        await self.grpc.stop(grace)
+        deadline = time.monotonic() + grace
+        while self.verifier.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(_IDLE_POLL_S)
+        await self.grpc.stop(max(0.0, deadline - time.monotonic()))
         await self.verifier.close()
         self.metrics.stop_http()
 
