@@ -147,6 +147,6 @@ async def _serve(config: ServerConfig) -> None:
 def run_standalone(config: ServerConfig) -> int:
     """Serve until SIGINT/SIGTERM, then drain gracefully; `arbiter serve --standalone` calls it once
     its external verifiers answer. Prints the stdout line ``grpc endpoint: HOST:PORT`` when SERVING, then
-``metrics: http://HOST:PORT/metrics`` when the config exposes metrics."""
+    ``metrics: http://HOST:PORT/metrics`` when the config exposes metrics."""
     asyncio.run(_serve(config))
     return 0
