@@ -44,7 +44,7 @@ from pathlib import Path
 import grpc
 import yaml
 
-from protos.arbiter.v1 import verifier_pb2, verifier_pb2_grpc
+from arbiter.v1 import verifier_pb2, verifier_pb2_grpc
 from rewards.compose import score_sample
 from rewards.registry import default_registry
 from rewards.types import Sample

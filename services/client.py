@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from protos.arbiter.v1 import verifier_pb2, verifier_pb2_grpc
+from arbiter.v1 import verifier_pb2, verifier_pb2_grpc
 from rewards.compose import ScoredSample, compose
 from rewards.routing import DEFAULT_ROUTING, RoutingConfig
 from rewards.types import Sample, SampleError, VerifierResult

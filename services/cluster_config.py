@@ -9,9 +9,9 @@ with the cluster's routing and token variable added (`app_args`), is the
 
 Shape (every key optional; see configs/cluster.yaml for the defaults explained)::
 
-    serve: {grpc_port: 9000, http_port: 8000, http_host: 0.0.0.0, request_timeout_s: 300}
-    health: {port: 9010, probe_interval_s: 2.0, probe_timeout_s: 5.0}
-    auth: {token_env: ARBITER_TOKEN}
+    serve: {grpc_port: 9000, http_port: 8000, http_host: 127.0.0.1, request_timeout_s: 300, metrics_port: 8080}
+    health: {port: 9010, host: 127.0.0.1, probe_interval_s: 2.0, probe_timeout_s: 5.0}
+    auth: {token_env: ARBITER_TOKEN, allow_unauthenticated: false}
     routing: {math: {math: 1.0, format: 1.0}, code: {code: 1.0}}   # task -> {verifier: weight}
     router: {enabled: true, max_ongoing_requests: 64}
     families:                  # built-in verifier families, one Serve app each
@@ -184,13 +184,17 @@ class ServeConfig:
     grpc_port: int = 9000
     http_port: int = 8000
     """KubeRay's readiness probe hits the HTTP proxy's /-/healthz, so HTTP stays on."""
-    http_host: str = "0.0.0.0"
+    http_host: str = "127.0.0.1"
+    """Loopback unless named: another host needs auth (services/exposure.py)."""
     request_timeout_s: float = 300.0
     """End-to-end limit the proxy puts on every call (DEADLINE_EXCEEDED past it); clients set their own,
     shorter deadlines, and a batch of code samples may legitimately take minutes."""
+    metrics_port: int = 8080
+    """Ray's metrics export port on the node `arbiter serve` starts (KubeRay's default, which its
+    PodMonitor scrapes); the replicas' metrics are there. A joined cluster's nodes keep their own."""
 
     def validate(self) -> None:
-        for name in ("grpc_port", "http_port"):
+        for name in ("grpc_port", "http_port", "metrics_port"):
             if not 0 <= getattr(self, name) < 65536:
                 raise ConfigError(f"{name}: must be a TCP port (0 = any free port)")
         _positive(self.request_timeout_s, "request_timeout_s")
@@ -201,7 +205,7 @@ class HealthConfig:
     """The grpc.health.v1 endpoint `arbiter serve` runs for Kubernetes probes (services/health.py)."""
 
     port: int = 9010
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
     probe_interval_s: float = 2.0
     probe_timeout_s: float = 5.0
 
@@ -217,6 +221,8 @@ class AuthConfig:
     """A shared bearer token, read from the environment so it never sits in a config file."""
 
     token_env: str | None = None
+    allow_unauthenticated: bool = False
+    """Serve a non-loopback address without a token (a trusted network); refused otherwise."""
 
     def validate(self) -> None:
         if self.token_env is not None and not _ENV_NAME.match(self.token_env):
@@ -227,7 +233,7 @@ class AuthConfig:
 class StandaloneConfig:
     """`arbiter serve --standalone`: one grpc.aio server (services.server) instead of Ray Serve."""
 
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
     metrics_port: int | None = None
     grace_s: float = 10.0
     drain_delay_s: float = 0.0

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from protos.arbiter.v1 import common_pb2, sandbox_pb2, verifier_pb2
+from arbiter.v1 import common_pb2, sandbox_pb2, verifier_pb2
 from rewards.compose import ScoredSample
 from rewards.routing import RoutingConfig
 from rewards.types import Sample, SampleError, Verdict, VerifierResult

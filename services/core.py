@@ -31,7 +31,7 @@ from typing import Any
 
 import grpc
 
-from protos.arbiter.v1 import sandbox_pb2, verifier_pb2
+from arbiter.v1 import sandbox_pb2, verifier_pb2
 from rewards.compose import ScoredSample
 from rewards.routing import WeightedVerifier
 from rewards.types import Sample, SampleError

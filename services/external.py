@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import grpc
 
-from protos.arbiter.v1 import verifier_pb2, verifier_pb2_grpc
+from arbiter.v1 import verifier_pb2, verifier_pb2_grpc
 from rewards.registry import Registry, RegistryError, validate_name
 from rewards.types import Sample, SampleError, VerifierResult
 from services import convert

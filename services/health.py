@@ -26,7 +26,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
-from protos.arbiter.v1 import verifier_pb2
+from arbiter.v1 import verifier_pb2
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,9 @@ worker processes, and each RPC here only translates between Serve and the core.
 Serve's gRPC proxy passes a context (Serve's own, with set_code/set_details) to the ingress
 deployment; calls between replicas (DeploymentHandle) carry none and get ServiceError raised
 instead, which pickles across. Serve's proxy takes no interceptors, so the bearer-token check
-of services.auth runs here, at the edge.
+of services.auth runs here, at the edge, and so does the drain of `arbiter serve` (services.drain):
+UNAVAILABLE for client calls once it drains. The replica records its metrics through
+ray.util.metrics (services.ray_metrics), which the node's metrics agent exports.
 """
 
 from __future__ import annotations
@@ -15,25 +17,31 @@ from typing import Any
 import grpc
 from ray import serve
 
-from protos.arbiter.v1 import verifier_pb2
+from arbiter.v1 import sandbox_pb2, verifier_pb2
 from services.auth import REFUSAL, bearer_ok, token_from_env
 from services.config import ScoringConfig
 from services.core import ServiceError, VerifierCore
+from services.drain import DrainWatch
+from services.ray_metrics import RayMetrics
 
 VERIFIER_DEPLOYMENT = "Verifier"
 
 
 class Edge:
-    """What every Serve ingress does around a call: the token check, and a status for a ServiceError."""
+    """What every Serve ingress does around a call: the token check, UNAVAILABLE while draining,
+    the count of calls in flight (the drain waits for them), and a status for a ServiceError."""
 
-    def __init__(self, token_env: str | None) -> None:
+    def __init__(self, token_env: str | None, drain: DrainWatch) -> None:
         self._token = token_from_env(token_env, "token_env", " in the replica")
+        self.drain = drain
 
     def refusal(self, context: Any) -> ServiceError | None:
         # A call between replicas (DeploymentHandle) carries no context: it was checked at the edge.
-        if self._token is None or context is None or bearer_ok(context.invocation_metadata(), self._token):
-            return None
-        return ServiceError(grpc.StatusCode.UNAUTHENTICATED, REFUSAL)
+        if self._token is not None and context is not None and not bearer_ok(context.invocation_metadata(),
+                                                                             self._token):
+            return ServiceError(grpc.StatusCode.UNAUTHENTICATED, REFUSAL)
+        draining = self.drain.refusal(context)
+        return None if draining is None else ServiceError(grpc.StatusCode.UNAVAILABLE, draining)
 
     async def unary(self, call: Callable[[], Awaitable[Any]], context: Any, empty: Any) -> Any:
         """Run one unary call. A failure through the proxy is the status set on the context with an
@@ -42,7 +50,8 @@ class Edge:
             refused = self.refusal(context)
             if refused is not None:
                 raise refused
-            return await call()
+            with self.drain.counted():
+                return await call()
         except ServiceError as exc:
             if context is None:
                 raise
@@ -55,8 +64,9 @@ class Edge:
             refused = self.refusal(context)
             if refused is not None:
                 raise refused
-            async for result in results():
-                yield result
+            with self.drain.counted():
+                async for result in results():
+                    yield result
         except ServiceError as exc:
             fail(context, exc)
             raise
@@ -79,12 +89,12 @@ def sync(method: Callable[[Any], Any], request: Any) -> Callable[[], Awaitable[A
 
 @serve.deployment(name=VERIFIER_DEPLOYMENT)
 class VerifierReplica:
-    """One replica of a family or plug-in app: the core over its own pool of worker processes.
-    (The Sandbox service's Execute and Grade adapt core.execute and core.grade the same way.)"""
+    """One replica of a family or plug-in app: the core over its own pool of worker processes,
+    serving arbiter.v1.Verifier and arbiter.v1.Sandbox."""
 
     async def __init__(self, scoring: ScoringConfig, token_env: str | None) -> None:
-        self._edge = Edge(token_env)
-        self._core = VerifierCore(scoring)
+        self._core = VerifierCore(scoring, RayMetrics())
+        self._edge = Edge(token_env, DrainWatch(close=self._core.close))
         await self._core.start()
 
     async def Score(self, request: verifier_pb2.ScoreRequest, grpc_context: Any = None) -> Any:
@@ -105,6 +115,12 @@ class VerifierReplica:
     async def Describe(self, request: verifier_pb2.DescribeRequest, grpc_context: Any = None) -> Any:
         return await self._edge.unary(sync(self._core.describe, request), grpc_context,
                                       verifier_pb2.DescribeResponse())
+
+    async def Execute(self, request: sandbox_pb2.ExecuteRequest, grpc_context: Any = None) -> Any:
+        return await self._edge.unary(lambda: self._core.execute(request), grpc_context, sandbox_pb2.ExecuteResponse())
+
+    async def Grade(self, request: sandbox_pb2.GradeRequest, grpc_context: Any = None) -> Any:
+        return await self._edge.unary(lambda: self._core.grade(request), grpc_context, sandbox_pb2.GradeResponse())
 
     def check_health(self) -> None:
         if not self._core.ready:

@@ -20,12 +20,13 @@ from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
-from protos.arbiter.v1 import verifier_pb2, verifier_pb2_grpc
+from arbiter.v1 import sandbox_pb2, verifier_pb2, verifier_pb2_grpc
 from rewards.compose import ScoredSample, verdict_of
 from rewards.types import SampleError
 from services import convert
 from services.cluster_config import RouterAppArgs
 from services.core import ServiceError
+from services.drain import DrainWatch
 from services.replica import VERIFIER_DEPLOYMENT, Edge
 
 ROUTER_DEPLOYMENT = "Router"
@@ -39,7 +40,7 @@ def _error_result(request: verifier_pb2.ScoreRequest, error: SampleError) -> ver
 @serve.deployment(name=ROUTER_DEPLOYMENT)
 class Router:
     async def __init__(self, args: RouterAppArgs) -> None:
-        self._edge = Edge(args.token_env)
+        self._edge = Edge(args.token_env, DrainWatch())
         self._routing = args.routes
         self._targets = dict(args.targets)
         self._handles = {
@@ -234,6 +235,23 @@ class Router:
             return await self._remote(owner, "Describe", request)
 
         return await self._edge.unary(call, grpc_context, verifier_pb2.DescribeResponse())
+
+    # --- arbiter.v1.Sandbox: run by the replicas of the app serving `code` ---------------------
+
+    async def _sandbox(self, method: str, request: Any) -> Any:
+        owner = self._targets.get("code")
+        if owner is None or owner in self._external:
+            raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, "the Sandbox service runs in the app serving "
+                                                                    "the code verifier, and this cluster deploys none")
+        return await self._remote(owner, method, request)
+
+    async def Execute(self, request: sandbox_pb2.ExecuteRequest, grpc_context: Any = None) -> Any:
+        return await self._edge.unary(lambda: self._sandbox("Execute", request), grpc_context,
+                                      sandbox_pb2.ExecuteResponse())
+
+    async def Grade(self, request: sandbox_pb2.GradeRequest, grpc_context: Any = None) -> Any:
+        return await self._edge.unary(lambda: self._sandbox("Grade", request), grpc_context,
+                                      sandbox_pb2.GradeResponse())
 
 
 def _merge(request: verifier_pb2.ScoreRequest, parts: list[tuple[list[str], Any]]) -> verifier_pb2.ScoreResult:

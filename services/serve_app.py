@@ -16,8 +16,11 @@ Deployment names (stable; a serveConfigV2 `deployments:` override uses them):
 Importing this module or calling a builder starts nothing (no ray.init, no serve.start).
 
 All are reached through Serve's gRPC proxy, started with
-``grpc_servicer_functions=[SERVICER_FUNCTION]``. With several applications
-deployed a client must send the metadata ``application: NAME``.
+``grpc_servicer_functions=SERVICER_FUNCTIONS`` (arbiter.v1.Verifier and
+arbiter.v1.Sandbox). With several applications deployed a client must send the
+metadata ``application: NAME``. Sandbox calls run in the worker processes of the
+app serving `code` (the router forwards them there), through the same core
+as the standalone server's.
 
 A replica (services.replica) adapts the core (services.core): reward code runs
 in its worker processes, never on the replica's event loop, and a ScoreBatch of
@@ -48,8 +51,11 @@ from services.config import from_dict
 from services.replica import VERIFIER_DEPLOYMENT, VerifierReplica
 from services.router import ROUTER_DEPLOYMENT, Router
 
-SERVICER_FUNCTION = "protos.arbiter.v1.verifier_pb2_grpc.add_VerifierServicer_to_server"
-__all__ = ["ROUTER_DEPLOYMENT", "SERVICER_FUNCTION", "VERIFIER_DEPLOYMENT", "build_app", "deploy", "serve_config"]
+SERVICER_FUNCTION = "arbiter.v1.verifier_pb2_grpc.add_VerifierServicer_to_server"
+SANDBOX_SERVICER_FUNCTION = "arbiter.v1.sandbox_pb2_grpc.add_SandboxServicer_to_server"
+SERVICER_FUNCTIONS = [SERVICER_FUNCTION, SANDBOX_SERVICER_FUNCTION]  # the whole arbiter.v1 contract
+__all__ = ["ROUTER_DEPLOYMENT", "SERVICER_FUNCTION", "SERVICER_FUNCTIONS", "VERIFIER_DEPLOYMENT", "build_app",
+           "deploy", "serve_config"]
 
 
 def served_verifiers(own: tuple[str, ...], routing: RoutingConfig) -> tuple[str, ...]:
@@ -135,7 +141,7 @@ def serve_config(config: ClusterConfig) -> dict[str, Any]:
         "http_options": {"host": config.serve.http_host, "port": config.serve.http_port},
         "grpc_options": {
             "port": config.serve.grpc_port,
-            "grpc_servicer_functions": [SERVICER_FUNCTION],
+            "grpc_servicer_functions": SERVICER_FUNCTIONS,
             "request_timeout_s": config.serve.request_timeout_s,
         },
         "applications": [

@@ -5,18 +5,22 @@
 On Ray (default): start a local Ray cluster (or join the one at --address),
 check every external verifier, start Serve with the arbiter.v1.Verifier gRPC
 proxy, deploy every application, call each one through the proxy, start the
-grpc.health.v1 endpoint, and only then print the one line
+grpc.health.v1 endpoint, and only then print on stdout
 
     grpc endpoint: HOST:PORT
+    metrics: http://HOST:PORT/metrics
 
-on stdout (everything else goes to the log on stderr). On Ctrl-C or SIGTERM:
-health NOT_SERVING, every application deleted (its replicas finish in-flight
-calls within graceful_shutdown_timeout_s), Ray shut down if this process
-started it (with Serve's controller and proxies); on a joined cluster Serve
-is shut down too if this process started it, and left running otherwise.
+(the second is the Ray node's metrics export, where the replicas' metrics are;
+everything else goes to the log on stderr). On Ctrl-C or SIGTERM:
+health NOT_SERVING, every replica answers UNAVAILABLE (retryable) and finishes
+its calls in flight within graceful_shutdown_timeout_s (services/drain.py), then
+Ray is shut down if this process started it (with Serve's controller and
+proxies); on a joined cluster the applications are deleted, and Serve is shut
+down too if this process started it, and left running otherwise.
 
 --standalone runs the single grpc.aio server of services.server instead (no
-Ray), configured by the `standalone` section, and prints the same line.
+Ray), configured by the `standalone` section, and prints the same endpoint line (and
+the metrics line when `standalone.metrics_port` is set).
 """
 
 from __future__ import annotations
@@ -32,11 +36,12 @@ from collections.abc import Callable
 
 import grpc
 
-from protos.arbiter.v1 import verifier_pb2, verifier_pb2_grpc
+from arbiter.v1 import verifier_pb2, verifier_pb2_grpc
 from rewards.registry import RegistryError
 from services import cluster_config
 from services.auth import token_from_env, token_metadata
 from services.cluster_config import ClusterConfig, ConfigError
+from services.exposure import check_exposure
 from services.health import HealthReporter, Probe
 from services.server import run_standalone, stop_on_signals
 
@@ -58,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         config = cluster_config.load(args.config)
+        check_exposure(config, args.standalone)
         token = token_from_env(config.auth.token_env, "auth.token_env")
     except (OSError, ConfigError) as exc:
         print(f"arbiter serve: {exc}", file=sys.stderr)
@@ -91,38 +97,58 @@ def _serve_on_ray(config: ClusterConfig, token: str | None, address: str | None)
     import ray
     from ray import serve
 
+    from services.drain import drain_replicas, start_signal
     from services.serve_app import deploy, serve_config
 
     check_externals(config)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     started_ray = address is None
     # "local" always starts a new cluster, never silently joining one found on the machine. Replica
-    # logs stay in Ray's log directory: stdout carries only the endpoint line.
-    ray.init(address=address or "local", include_dashboard=False, configure_logging=False, log_to_driver=False)
+    # logs stay in Ray's log directory: stdout carries only the endpoint and metrics lines.
+    # The node started here exports the replicas' ray.util.metrics on serve.metrics_port.
+    metrics = {} if address else {"_metrics_export_port": config.serve.metrics_port}
+    ray.init(address=address or "local", include_dashboard=False, configure_logging=False, log_to_driver=False,
+             **metrics)
     # Serve's controller is a named actor; one already there belongs to the joined cluster's owner.
     named = ray.util.list_named_actors(all_namespaces=True)
     serve_was_running = any(a["name"] == "SERVE_CONTROLLER_ACTOR" for a in named)
     try:
         proxies = serve_config(config)  # the proxy options a KubeRay serveConfigV2 would carry
         serve.start(http_options=proxies["http_options"], grpc_options=proxies["grpc_options"])
+        drain_signal = start_signal()
         apps = deploy(config)
         host = "127.0.0.1" if started_ray else ray.util.get_node_ip_address()
+        sections = [*config.families.values(), *config.plugins.values(), config.router]
+        grace_s = max(section.graceful_shutdown_timeout_s for section in sections)
 
         def drain() -> None:
-            # Deleting an app drains it: its replicas finish in-flight calls (graceful_shutdown_timeout_s)
-            # before they stop. The router goes first so nothing new reaches the families meanwhile.
+            # Every replica answers UNAVAILABLE from here on, finishes its calls in flight and closes its
+            # worker pool (services/drain.py); deleting an app first would answer NOT_FOUND meanwhile.
+            log.info("draining applications %s", ", ".join(apps))
+            drain_replicas(drain_signal, apps, grace_s)
+            if started_ray:
+                return  # stopping Ray stops the proxies: clients then see UNAVAILABLE, never NOT_FOUND
             for app in reversed(apps):
-                log.info("draining application %s", app)
-                serve.delete(app)
-            if not started_ray and not serve_was_running:
+                serve.delete(app)  # idle by now
+            if not serve_was_running:
                 serve.shutdown()
-            elif not started_ray:
+            else:
                 log.info("applications deleted; Serve keeps running for the joined cluster's other users")
 
-        return asyncio.run(_run_until_signal(config, token, f"{host}:{config.serve.grpc_port}", apps, drain))
+        lines = [f"grpc endpoint: {host}:{config.serve.grpc_port}", f"metrics: {node_metrics_url(host)}"]
+        return asyncio.run(_run_until_signal(config, token, lines, apps, drain))
     finally:
         if started_ray:
             ray.shutdown()  # also stops Serve's controller and proxies
+
+
+def node_metrics_url(host: str) -> str:
+    """Where this node's metrics agent exports the replicas' metrics (Prometheus text format)."""
+    import ray
+
+    here = ray.get_runtime_context().get_node_id()
+    (port,) = [node["MetricsExportPort"] for node in ray.nodes() if node["NodeID"] == here]
+    return f"http://{host}:{port}/metrics"
 
 
 def app_probe(stub: verifier_pb2_grpc.VerifierStub, app: str, token: str | None, timeout_s: float) -> Probe:
@@ -135,10 +161,10 @@ def app_probe(stub: verifier_pb2_grpc.VerifierStub, app: str, token: str | None,
     return probe
 
 
-async def _run_until_signal(config: ClusterConfig, token: str | None, endpoint: str, apps: list[str],
+async def _run_until_signal(config: ClusterConfig, token: str | None, lines: list[str], apps: list[str],
                             drain: Callable[[], None]) -> int:
-    """Probe until every app answers, print the endpoint, serve until a signal, then drain while the
-    health endpoint says NOT_SERVING."""
+    """Probe until every app answers, print `lines` (the endpoint first), serve until a signal, then
+    drain while the health endpoint says NOT_SERVING."""
     stop = stop_on_signals()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{config.serve.grpc_port}") as channel:
         stub = verifier_pb2_grpc.VerifierStub(channel)
@@ -151,7 +177,7 @@ async def _run_until_signal(config: ClusterConfig, token: str | None, endpoint: 
         health_port = await health.start(config.health.host, config.health.port)
         log.info("grpc.health.v1 on %s:%d; applications: %s (send metadata `application: NAME`)",
                  config.health.host, health_port, ", ".join(apps))
-        print(f"grpc endpoint: {endpoint}", flush=True)
+        print("\n".join(lines), flush=True)
         await stop.wait()
         log.info("draining: health NOT_SERVING")
         await health.drain()

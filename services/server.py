@@ -15,12 +15,13 @@ import dataclasses
 import json
 import logging
 import signal
+import time
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from protos.arbiter.v1 import sandbox_pb2, sandbox_pb2_grpc, verifier_pb2_grpc
+from arbiter.v1 import sandbox_pb2, sandbox_pb2_grpc, verifier_pb2_grpc
 from services.auth import TokenInterceptor, server_credentials
 from services.config import ServerConfig, check
 from services.core import VerifierCore
@@ -31,6 +32,7 @@ from services.servicer import SandboxServicer, VerifierServicer
 log = logging.getLogger(__name__)
 
 SANDBOX_SERVICE = sandbox_pb2.DESCRIPTOR.services_by_name["Sandbox"].full_name
+_IDLE_POLL_S = 0.05
 _HEADROOM_BYTES = 4 << 20  # let slightly oversized requests through so the servicer can name the field
 
 
@@ -85,11 +87,18 @@ class ArbiterServer:
         await self.verifier.begin_drain()
 
     async def stop(self, grace_s: float | None = None) -> None:
-        """Drain, wait drain_delay_s for load balancers to notice, then give in-flight calls `grace_s`."""
+        """Drain, wait drain_delay_s for load balancers to notice, then give in-flight calls `grace_s`.
+
+        gRPC itself stops only once the admitted samples are done (or `grace_s` is up): until then every
+        new call is answered UNAVAILABLE by the servicer, whereas a stopping grpc server cancels the
+        calls it has received and not yet handed over (CANCELLED, which no client retries)."""
         grace = self.config.grace_s if grace_s is None else grace_s
         await self.drain()
         await asyncio.sleep(self.config.drain_delay_s)
-        await self.grpc.stop(grace)
+        deadline = time.monotonic() + grace
+        while self.verifier.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(_IDLE_POLL_S)
+        await self.grpc.stop(max(0.0, deadline - time.monotonic()))
         await self.verifier.close()
         self.metrics.stop_http()
 
@@ -127,6 +136,8 @@ async def _serve(config: ServerConfig) -> None:
     # A wildcard bind is reachable on loopback; print an address a client can dial.
     host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "[::]") else config.host
     print(f"grpc endpoint: {host}:{port}", flush=True)
+    if server.metrics_port is not None:
+        print(f"metrics: http://{host}:{server.metrics_port}/metrics", flush=True)
     await stop.wait()
     log.info("draining (grace %.1f s)", config.grace_s)
     await server.stop()
@@ -134,6 +145,7 @@ async def _serve(config: ServerConfig) -> None:
 
 def run_standalone(config: ServerConfig) -> int:
     """Serve until SIGINT/SIGTERM, then drain gracefully; `arbiter serve --standalone` calls it once
-    its external verifiers answer. Prints the one stdout line ``grpc endpoint: HOST:PORT`` when SERVING."""
+    its external verifiers answer. Prints the stdout line ``grpc endpoint: HOST:PORT`` when SERVING, then
+    ``metrics: http://HOST:PORT/metrics`` when the config exposes metrics."""
     asyncio.run(_serve(config))
     return 0

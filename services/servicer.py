@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 
-from protos.arbiter.v1 import sandbox_pb2_grpc, verifier_pb2_grpc
+from arbiter.v1 import sandbox_pb2_grpc, verifier_pb2_grpc
 from services.core import ServiceError, VerifierCore
 
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import grpc
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for `protos`
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for the `arbiter.v1` stubs
 
-from protos.arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
+from arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
 
 NAME, VERSION = "json_match", "1"
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)

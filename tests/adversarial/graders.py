@@ -60,7 +60,7 @@ def through_grpc() -> dict:
     import grpc
     from grpc_harness import RunningServer
 
-    from protos.arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
+    from arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
     from services.config import ScoringConfig, ServerConfig
 
     server = RunningServer(ServerConfig(port=0, scoring=ScoringConfig(worker_processes=1, verifiers=("code",),

@@ -73,14 +73,14 @@ def serve_grpc(ray_cluster):
     """Serve started once, with the arbiter.v1.Verifier servicer on Serve's gRPC proxy, on free ports."""
     from ray import serve
 
-    from services.serve_app import SERVICER_FUNCTION
+    from services.serve_app import SERVICER_FUNCTIONS
 
     grpc_port, http_port = free_port(), free_port()
     serve.start(
         http_options={"host": "127.0.0.1", "port": http_port},
         grpc_options={
             "port": grpc_port,
-            "grpc_servicer_functions": [SERVICER_FUNCTION],
+            "grpc_servicer_functions": SERVICER_FUNCTIONS,
             "request_timeout_s": SERVE_REQUEST_TIMEOUT_S,
         },
     )

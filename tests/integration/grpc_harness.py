@@ -63,7 +63,7 @@ async def interactive_stream(address: str, requests: list[Any], metadata: tuple[
                              timeout_s: float = 60.0) -> list[Any]:
     """ScoreStream as an interactive client uses it: write one request, read its result, then write the
     next; the stream is half-closed only after every result came back."""
-    from protos.arbiter.v1 import verifier_pb2_grpc
+    from arbiter.v1 import verifier_pb2_grpc
 
     async with grpc.aio.insecure_channel(address) as channel:
         call = verifier_pb2_grpc.VerifierStub(channel).ScoreStream(metadata=metadata, timeout=timeout_s)

@@ -13,7 +13,7 @@ import grpc
 import pytest
 from grpc_harness import RunningServer
 
-from protos.arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
+from arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
 from rewards.math import MathConfig
 from rewards.routing import RoutingConfig
 from rewards.types import Sample, Verdict

@@ -8,7 +8,7 @@ import grpc
 import pytest
 from grpc_harness import RunningServer, scoring
 
-from protos.arbiter.v1 import common_pb2, sandbox_pb2, sandbox_pb2_grpc
+from arbiter.v1 import common_pb2, sandbox_pb2, sandbox_pb2_grpc
 from services.config import ServerConfig
 
 TESTS = json.dumps({"kind": "assert", "test": ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]})

@@ -15,7 +15,7 @@ from cryptography.x509.oid import NameOID
 from grpc_harness import RunningServer, scoring
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from protos.arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
+from arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
 from rewards.types import Sample, Verdict
 from services.client import ClientError, score_sync
 from services.config import ClientConfig, ServerConfig, TlsFiles

@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_plugins import PLUGINS
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from protos.arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
+from arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
 from services.config import ServerConfig
 from tests.conftest import free_port
 

@@ -10,10 +10,12 @@ would download a CUDA build. Slow: a real resolve and install per venv, minutes 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -135,6 +137,24 @@ def test_core_install_has_no_torch_ray_or_grpc_and_scores(arbiter_wheel: Path, t
                                     "127.0.0.1:9", cwd=tmp_path), "services")
     assert_names_extra(venv.arbiter("serve", cwd=tmp_path), "services")
     assert_names_extra(venv.arbiter("train", cwd=tmp_path), "train")
+
+
+def test_wheel_stubs_import_as_arbiter_v1_only(arbiter_wheel: Path, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    with zipfile.ZipFile(arbiter_wheel) as wheel:  # a pure-Python wheel installs by unpacking
+        wheel.extractall(site)
+    assert (site / "protos" / "arbiter" / "v1" / "verifier.proto").is_file()
+    probe = ("from arbiter.v1 import sandbox_pb2_grpc, verifier_pb2, verifier_pb2_grpc\n"
+             "print(verifier_pb2.__file__)\n"
+             "print(verifier_pb2.DESCRIPTOR.name, verifier_pb2.DESCRIPTOR.dependencies[0].name)\n"
+             "try:\n    import protos.arbiter.v1.verifier_pb2\nexcept ImportError as exc:\n    print(exc)")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(site)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    stub_file, names, second_name = proc.stdout.splitlines()
+    assert Path(stub_file) == site / "protos" / "arbiter" / "v1" / "verifier_pb2.py"
+    assert names == "arbiter/v1/verifier.proto arbiter/v1/common.proto"
+    assert "import as `arbiter.v1`" in second_name
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import grpc
 import pytest
 from grpc_harness import interactive_stream
 
-from protos.arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
+from arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
 from rewards.types import Sample
 from services import convert
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from protos.arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
+from arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,7 +114,8 @@ def test_arbiter_serve_prints_endpoint_answers_with_token_and_exits_cleanly_on_s
         server.kill()
     log = (tmp_path / "serve.log").read_text()
     assert code == 0, log[-3000:]
-    assert server.lines == [f"grpc endpoint: {endpoint}"]  # exactly one line on stdout
+    assert server.lines[0] == f"grpc endpoint: {endpoint}"  # then only the metrics line on stdout
+    assert [line.partition(" ")[0] for line in server.lines[1:]] == ["metrics:"]
     assert "draining" in log
 
 

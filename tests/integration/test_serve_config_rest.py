@@ -5,7 +5,8 @@ deploy/kuberay/rayservice.yaml is PUT to /api/serve/applications/ (the operator'
 apps are then called through Serve's gRPC proxy with the generated stubs. Local changes to the
 config, and only these: the proxies' ports (free ports instead of 8000/9000), the HTTP host
 (127.0.0.1), and one worker process per replica (the pod sizes assume 16 cores, this machine
-has 2). The head advertises the `verifier` resource the replicas ask for, as a verifier pod does.
+has 2). The head advertises the `verifier` resource the replicas ask for, as a verifier pod does,
+and has $ARBITER_TOKEN, as the pods get it from their Secret.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import pytest
 import yaml
 from dashboard_http import http
 
-from protos.arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
+from arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
 from rewards.types import Sample
 from services import convert
 from services.cluster_config import FAMILY_VERIFIERS
@@ -45,6 +46,8 @@ RAYSERVICE = REPO / "deploy" / "kuberay" / "rayservice.yaml"
 # loopback address keeps the node, and all traffic, on loopback.
 NODE_IP = "127.0.0.2"
 DEPLOY_TIMEOUT_S = 240.0
+# What the Secret arbiter-verifier-token puts into every Ray container as $ARBITER_TOKEN.
+TOKEN = "rest-test-token-0123456789"
 CALL_TIMEOUT_S = 60.0
 
 
@@ -122,7 +125,7 @@ def ray_head() -> Iterator[RayHead]:
         f"--resources={json.dumps({'verifier': int(demand['verifier']) + 1})}",
         "--object-store-memory=200000000", f"--temp-dir={temp_dir}",
     ]  # fmt: skip
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "ARBITER_TOKEN": TOKEN}
     log = (temp_dir / "ray-start.log").open("w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     head = RayHead(f"http://127.0.0.1:{dashboard}", process.pid, temp_dir)
@@ -185,7 +188,8 @@ def call(deployed: Deployed, app: str, method: str, request: Any) -> Any:
     async def go() -> Any:
         async with grpc.aio.insecure_channel(deployed.grpc) as channel:
             stub = verifier_pb2_grpc.VerifierStub(channel)
-            return await getattr(stub, method)(request, metadata=[("application", app)], timeout=CALL_TIMEOUT_S)
+            metadata = [("application", app), ("authorization", f"Bearer {TOKEN}")]
+            return await getattr(stub, method)(request, metadata=metadata, timeout=CALL_TIMEOUT_S)
 
     return asyncio.run(go())
 

@@ -7,7 +7,7 @@ import asyncio
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from protos.arbiter.v1 import verifier_pb2_grpc
+from arbiter.v1 import verifier_pb2_grpc
 from services.health import NOT_SERVING, SERVING, HealthReporter
 from services.serve_cli import app_probe
 from tests.conftest import free_port

@@ -12,7 +12,7 @@ import json
 import grpc
 import pytest
 
-from protos.arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
+from arbiter.v1 import common_pb2, verifier_pb2, verifier_pb2_grpc
 from rewards.types import Sample, Verdict
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from protos.arbiter.v1 import common_pb2, sandbox_pb2, verifier_pb2
+from arbiter.v1 import common_pb2, sandbox_pb2, verifier_pb2
 from rewards.compose import ScoredSample
 from rewards.types import Sample, SampleError, Verdict, VerifierResult
 from sandbox.api import Limits, RunResult, Status

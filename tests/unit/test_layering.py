@@ -18,13 +18,18 @@ FORBIDDEN = {
 }
 
 
+def layer_of(module: str) -> str:
+    """The layer a module belongs to: its top-level package, except the stubs `arbiter.v1`, which are protos/."""
+    return "protos" if module == "arbiter.v1" or module.startswith("arbiter.v1.") else module.split(".")[0]
+
+
 def imported_top_level_names(path: Path) -> set[str]:
     names = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
+            names.update(layer_of(alias.name) for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
+            names.add(layer_of(node.module))
     return names
 
 

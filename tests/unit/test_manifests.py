@@ -574,7 +574,8 @@ def test_router_forwards_every_verifier_to_the_app_of_its_family() -> None:
 def test_serve_config_exposes_the_verifier_grpc_service() -> None:
     config = serve_config(find("RayService"))
     assert config["grpc_options"]["grpc_servicer_functions"] == [
-        "protos.arbiter.v1.verifier_pb2_grpc.add_VerifierServicer_to_server"
+        "arbiter.v1.verifier_pb2_grpc.add_VerifierServicer_to_server",
+        "arbiter.v1.sandbox_pb2_grpc.add_SandboxServicer_to_server",
     ]
     assert {app["import_path"] for app in config["applications"]} >= {
         "services.serve_app:rules_app",
@@ -642,7 +643,7 @@ def _edit_train(doc: dict[str, Any], edit: Callable[[dict[str, Any]], None]) -> 
 
 _APP0 = "applications"
 _SVC_HEAD = "spec.rayClusterConfig.headGroupSpec.template.spec.containers.0"
-_NO_SERVICER = "protos.arbiter.v1.verifier_pb2_grpc.add_NoServicer_to_server"
+_NO_SERVICER = "arbiter.v1.verifier_pb2_grpc.add_NoServicer_to_server"
 BROKEN: dict[str, tuple[str, Callable[[dict[str, Any]], None], str]] = {
     "misspelled_top_level_field": (
         "RayCluster",
@@ -896,3 +897,21 @@ def test_constraints_satisfy_every_pyproject_requirement() -> None:
             continue  # an extra that includes another extra
         assert name in pinned, f"{requirement} is not pinned"
         assert requirement.specifier.contains(pinned[name], prereleases=True), f"{requirement} vs {pinned[name]}"
+
+
+def test_every_verifier_app_requires_the_token_every_ray_container_gets_from_a_secret() -> None:
+    doc = find("RayService")
+    (token_env,) = {app["args"].get("token_env") for app in serve_config(doc)["applications"]}
+    assert token_env is not None
+    for where, group in groups(doc["spec"]["rayClusterConfig"]):
+        variables = {env["name"]: env for env in ray_container(group).get("env", [])}
+        assert "secretKeyRef" in variables[token_env].get("valueFrom", {}), where
+
+
+def test_every_ray_pod_of_the_verifier_service_exposes_its_metrics_port() -> None:
+    from services.cluster_config import ServeConfig
+
+    for where, group in groups(find("RayService")["spec"]["rayClusterConfig"]):
+        port = int(group["rayStartParams"]["metrics-export-port"])
+        ports = {p.get("name"): p.get("containerPort") for p in ray_container(group).get("ports", [])}
+        assert ports.get("metrics") == port == ServeConfig().metrics_port, where

@@ -15,7 +15,7 @@ STUBS = ROOT / "protos" / "arbiter" / "v1"
 def test_generated_stubs_match_the_proto_sources(tmp_path):
     env = dict(os.environ, PYTHON=sys.executable)
     subprocess.run([str(ROOT / "scripts" / "gen-protos"), str(tmp_path)], check=True, env=env)
-    fresh = tmp_path / "protos" / "arbiter" / "v1"
+    fresh = tmp_path / "arbiter" / "v1"
     generated = sorted(p.name for p in fresh.iterdir())
     assert generated, "gen-protos produced nothing"
     committed = sorted(p.name for p in STUBS.iterdir() if "_pb2" in p.name)
@@ -25,7 +25,7 @@ def test_generated_stubs_match_the_proto_sources(tmp_path):
 
 
 def test_every_enum_starts_with_unspecified_zero():
-    from protos.arbiter.v1 import common_pb2, sandbox_pb2, verifier_pb2
+    from arbiter.v1 import common_pb2, sandbox_pb2, verifier_pb2
 
     for module in (common_pb2, sandbox_pb2, verifier_pb2):
         for enum in module.DESCRIPTOR.enum_types_by_name.values():

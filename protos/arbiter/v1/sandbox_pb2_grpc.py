@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from protos.arbiter.v1 import sandbox_pb2 as protos_dot_arbiter_dot_v1_dot_sandbox__pb2
+from arbiter.v1 import sandbox_pb2 as arbiter_dot_v1_dot_sandbox__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in protos/arbiter/v1/sandbox_pb2_grpc.py depends on'
+        + ' but the generated code in arbiter/v1/sandbox_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,13 +36,13 @@ class SandboxStub:
         """
         self.Execute = channel.unary_unary(
                 '/arbiter.v1.Sandbox/Execute',
-                request_serializer=protos_dot_arbiter_dot_v1_dot_sandbox__pb2.ExecuteRequest.SerializeToString,
-                response_deserializer=protos_dot_arbiter_dot_v1_dot_sandbox__pb2.ExecuteResponse.FromString,
+                request_serializer=arbiter_dot_v1_dot_sandbox__pb2.ExecuteRequest.SerializeToString,
+                response_deserializer=arbiter_dot_v1_dot_sandbox__pb2.ExecuteResponse.FromString,
                 _registered_method=True)
         self.Grade = channel.unary_unary(
                 '/arbiter.v1.Sandbox/Grade',
-                request_serializer=protos_dot_arbiter_dot_v1_dot_sandbox__pb2.GradeRequest.SerializeToString,
-                response_deserializer=protos_dot_arbiter_dot_v1_dot_sandbox__pb2.GradeResponse.FromString,
+                request_serializer=arbiter_dot_v1_dot_sandbox__pb2.GradeRequest.SerializeToString,
+                response_deserializer=arbiter_dot_v1_dot_sandbox__pb2.GradeResponse.FromString,
                 _registered_method=True)
 
 
@@ -66,13 +66,13 @@ def add_SandboxServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Execute': grpc.unary_unary_rpc_method_handler(
                     servicer.Execute,
-                    request_deserializer=protos_dot_arbiter_dot_v1_dot_sandbox__pb2.ExecuteRequest.FromString,
-                    response_serializer=protos_dot_arbiter_dot_v1_dot_sandbox__pb2.ExecuteResponse.SerializeToString,
+                    request_deserializer=arbiter_dot_v1_dot_sandbox__pb2.ExecuteRequest.FromString,
+                    response_serializer=arbiter_dot_v1_dot_sandbox__pb2.ExecuteResponse.SerializeToString,
             ),
             'Grade': grpc.unary_unary_rpc_method_handler(
                     servicer.Grade,
-                    request_deserializer=protos_dot_arbiter_dot_v1_dot_sandbox__pb2.GradeRequest.FromString,
-                    response_serializer=protos_dot_arbiter_dot_v1_dot_sandbox__pb2.GradeResponse.SerializeToString,
+                    request_deserializer=arbiter_dot_v1_dot_sandbox__pb2.GradeRequest.FromString,
+                    response_serializer=arbiter_dot_v1_dot_sandbox__pb2.GradeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -100,8 +100,8 @@ class Sandbox:
             request,
             target,
             '/arbiter.v1.Sandbox/Execute',
-            protos_dot_arbiter_dot_v1_dot_sandbox__pb2.ExecuteRequest.SerializeToString,
-            protos_dot_arbiter_dot_v1_dot_sandbox__pb2.ExecuteResponse.FromString,
+            arbiter_dot_v1_dot_sandbox__pb2.ExecuteRequest.SerializeToString,
+            arbiter_dot_v1_dot_sandbox__pb2.ExecuteResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -127,8 +127,8 @@ class Sandbox:
             request,
             target,
             '/arbiter.v1.Sandbox/Grade',
-            protos_dot_arbiter_dot_v1_dot_sandbox__pb2.GradeRequest.SerializeToString,
-            protos_dot_arbiter_dot_v1_dot_sandbox__pb2.GradeResponse.FromString,
+            arbiter_dot_v1_dot_sandbox__pb2.GradeRequest.SerializeToString,
+            arbiter_dot_v1_dot_sandbox__pb2.GradeResponse.FromString,
             options,
             channel_credentials,
             insecure,

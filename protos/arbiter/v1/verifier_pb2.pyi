@@ -1,5 +1,5 @@
-from protos.arbiter.v1 import common_pb2 as _common_pb2
-from protos.arbiter.v1 import sandbox_pb2 as _sandbox_pb2
+from arbiter.v1 import common_pb2 as _common_pb2
+from arbiter.v1 import sandbox_pb2 as _sandbox_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from protos.arbiter.v1 import verifier_pb2 as protos_dot_arbiter_dot_v1_dot_verifier__pb2
+from arbiter.v1 import verifier_pb2 as arbiter_dot_v1_dot_verifier__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in protos/arbiter/v1/verifier_pb2_grpc.py depends on'
+        + ' but the generated code in arbiter/v1/verifier_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,28 +36,28 @@ class VerifierStub:
         """
         self.Score = channel.unary_unary(
                 '/arbiter.v1.Verifier/Score',
-                request_serializer=protos_dot_arbiter_dot_v1_dot_verifier__pb2.ScoreRequest.SerializeToString,
-                response_deserializer=protos_dot_arbiter_dot_v1_dot_verifier__pb2.ScoreResult.FromString,
+                request_serializer=arbiter_dot_v1_dot_verifier__pb2.ScoreRequest.SerializeToString,
+                response_deserializer=arbiter_dot_v1_dot_verifier__pb2.ScoreResult.FromString,
                 _registered_method=True)
         self.ScoreBatch = channel.unary_unary(
                 '/arbiter.v1.Verifier/ScoreBatch',
-                request_serializer=protos_dot_arbiter_dot_v1_dot_verifier__pb2.ScoreBatchRequest.SerializeToString,
-                response_deserializer=protos_dot_arbiter_dot_v1_dot_verifier__pb2.ScoreBatchResponse.FromString,
+                request_serializer=arbiter_dot_v1_dot_verifier__pb2.ScoreBatchRequest.SerializeToString,
+                response_deserializer=arbiter_dot_v1_dot_verifier__pb2.ScoreBatchResponse.FromString,
                 _registered_method=True)
         self.ScoreStream = channel.stream_stream(
                 '/arbiter.v1.Verifier/ScoreStream',
-                request_serializer=protos_dot_arbiter_dot_v1_dot_verifier__pb2.ScoreRequest.SerializeToString,
-                response_deserializer=protos_dot_arbiter_dot_v1_dot_verifier__pb2.ScoreResult.FromString,
+                request_serializer=arbiter_dot_v1_dot_verifier__pb2.ScoreRequest.SerializeToString,
+                response_deserializer=arbiter_dot_v1_dot_verifier__pb2.ScoreResult.FromString,
                 _registered_method=True)
         self.ListVerifiers = channel.unary_unary(
                 '/arbiter.v1.Verifier/ListVerifiers',
-                request_serializer=protos_dot_arbiter_dot_v1_dot_verifier__pb2.ListVerifiersRequest.SerializeToString,
-                response_deserializer=protos_dot_arbiter_dot_v1_dot_verifier__pb2.ListVerifiersResponse.FromString,
+                request_serializer=arbiter_dot_v1_dot_verifier__pb2.ListVerifiersRequest.SerializeToString,
+                response_deserializer=arbiter_dot_v1_dot_verifier__pb2.ListVerifiersResponse.FromString,
                 _registered_method=True)
         self.Describe = channel.unary_unary(
                 '/arbiter.v1.Verifier/Describe',
-                request_serializer=protos_dot_arbiter_dot_v1_dot_verifier__pb2.DescribeRequest.SerializeToString,
-                response_deserializer=protos_dot_arbiter_dot_v1_dot_verifier__pb2.DescribeResponse.FromString,
+                request_serializer=arbiter_dot_v1_dot_verifier__pb2.DescribeRequest.SerializeToString,
+                response_deserializer=arbiter_dot_v1_dot_verifier__pb2.DescribeResponse.FromString,
                 _registered_method=True)
 
 
@@ -102,28 +102,28 @@ def add_VerifierServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Score': grpc.unary_unary_rpc_method_handler(
                     servicer.Score,
-                    request_deserializer=protos_dot_arbiter_dot_v1_dot_verifier__pb2.ScoreRequest.FromString,
-                    response_serializer=protos_dot_arbiter_dot_v1_dot_verifier__pb2.ScoreResult.SerializeToString,
+                    request_deserializer=arbiter_dot_v1_dot_verifier__pb2.ScoreRequest.FromString,
+                    response_serializer=arbiter_dot_v1_dot_verifier__pb2.ScoreResult.SerializeToString,
             ),
             'ScoreBatch': grpc.unary_unary_rpc_method_handler(
                     servicer.ScoreBatch,
-                    request_deserializer=protos_dot_arbiter_dot_v1_dot_verifier__pb2.ScoreBatchRequest.FromString,
-                    response_serializer=protos_dot_arbiter_dot_v1_dot_verifier__pb2.ScoreBatchResponse.SerializeToString,
+                    request_deserializer=arbiter_dot_v1_dot_verifier__pb2.ScoreBatchRequest.FromString,
+                    response_serializer=arbiter_dot_v1_dot_verifier__pb2.ScoreBatchResponse.SerializeToString,
             ),
             'ScoreStream': grpc.stream_stream_rpc_method_handler(
                     servicer.ScoreStream,
-                    request_deserializer=protos_dot_arbiter_dot_v1_dot_verifier__pb2.ScoreRequest.FromString,
-                    response_serializer=protos_dot_arbiter_dot_v1_dot_verifier__pb2.ScoreResult.SerializeToString,
+                    request_deserializer=arbiter_dot_v1_dot_verifier__pb2.ScoreRequest.FromString,
+                    response_serializer=arbiter_dot_v1_dot_verifier__pb2.ScoreResult.SerializeToString,
             ),
             'ListVerifiers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListVerifiers,
-                    request_deserializer=protos_dot_arbiter_dot_v1_dot_verifier__pb2.ListVerifiersRequest.FromString,
-                    response_serializer=protos_dot_arbiter_dot_v1_dot_verifier__pb2.ListVerifiersResponse.SerializeToString,
+                    request_deserializer=arbiter_dot_v1_dot_verifier__pb2.ListVerifiersRequest.FromString,
+                    response_serializer=arbiter_dot_v1_dot_verifier__pb2.ListVerifiersResponse.SerializeToString,
             ),
             'Describe': grpc.unary_unary_rpc_method_handler(
                     servicer.Describe,
-                    request_deserializer=protos_dot_arbiter_dot_v1_dot_verifier__pb2.DescribeRequest.FromString,
-                    response_serializer=protos_dot_arbiter_dot_v1_dot_verifier__pb2.DescribeResponse.SerializeToString,
+                    request_deserializer=arbiter_dot_v1_dot_verifier__pb2.DescribeRequest.FromString,
+                    response_serializer=arbiter_dot_v1_dot_verifier__pb2.DescribeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -151,8 +151,8 @@ class Verifier:
             request,
             target,
             '/arbiter.v1.Verifier/Score',
-            protos_dot_arbiter_dot_v1_dot_verifier__pb2.ScoreRequest.SerializeToString,
-            protos_dot_arbiter_dot_v1_dot_verifier__pb2.ScoreResult.FromString,
+            arbiter_dot_v1_dot_verifier__pb2.ScoreRequest.SerializeToString,
+            arbiter_dot_v1_dot_verifier__pb2.ScoreResult.FromString,
             options,
             channel_credentials,
             insecure,
@@ -178,8 +178,8 @@ class Verifier:
             request,
             target,
             '/arbiter.v1.Verifier/ScoreBatch',
-            protos_dot_arbiter_dot_v1_dot_verifier__pb2.ScoreBatchRequest.SerializeToString,
-            protos_dot_arbiter_dot_v1_dot_verifier__pb2.ScoreBatchResponse.FromString,
+            arbiter_dot_v1_dot_verifier__pb2.ScoreBatchRequest.SerializeToString,
+            arbiter_dot_v1_dot_verifier__pb2.ScoreBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -205,8 +205,8 @@ class Verifier:
             request_iterator,
             target,
             '/arbiter.v1.Verifier/ScoreStream',
-            protos_dot_arbiter_dot_v1_dot_verifier__pb2.ScoreRequest.SerializeToString,
-            protos_dot_arbiter_dot_v1_dot_verifier__pb2.ScoreResult.FromString,
+            arbiter_dot_v1_dot_verifier__pb2.ScoreRequest.SerializeToString,
+            arbiter_dot_v1_dot_verifier__pb2.ScoreResult.FromString,
             options,
             channel_credentials,
             insecure,
@@ -232,8 +232,8 @@ class Verifier:
             request,
             target,
             '/arbiter.v1.Verifier/ListVerifiers',
-            protos_dot_arbiter_dot_v1_dot_verifier__pb2.ListVerifiersRequest.SerializeToString,
-            protos_dot_arbiter_dot_v1_dot_verifier__pb2.ListVerifiersResponse.FromString,
+            arbiter_dot_v1_dot_verifier__pb2.ListVerifiersRequest.SerializeToString,
+            arbiter_dot_v1_dot_verifier__pb2.ListVerifiersResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -259,8 +259,8 @@ class Verifier:
             request,
             target,
             '/arbiter.v1.Verifier/Describe',
-            protos_dot_arbiter_dot_v1_dot_verifier__pb2.DescribeRequest.SerializeToString,
-            protos_dot_arbiter_dot_v1_dot_verifier__pb2.DescribeResponse.FromString,
+            arbiter_dot_v1_dot_verifier__pb2.DescribeRequest.SerializeToString,
+            arbiter_dot_v1_dot_verifier__pb2.DescribeResponse.FromString,
             options,
             channel_credentials,
             insecure,
