@@ -60,7 +60,7 @@ def serve_exits(args: list[str]) -> subprocess.CompletedProcess:
 def sleepy_request(sample_id: str, sleep_s: float) -> verifier_pb2.ScoreRequest:
     sample = verifier_pb2.Sample(id=sample_id, task="sleepy", completion="done",
                                  metadata_json=json.dumps({"sleep_s": sleep_s}))
-    return verifier_pb2.ScoreRequest(sample=sample, verifier="sleepy")
+    return verifier_pb2.ScoreRequest(sample=sample, verifiers=["sleepy"])
 
 
 async def drain_while_calling(server: ServeProcess, endpoint: str, slow: tuple[str | None, Any],
@@ -92,7 +92,7 @@ async def drain_while_calling(server: ServeProcess, endpoint: str, slow: tuple[s
 
 def format_request() -> verifier_pb2.ScoreRequest:
     sample = verifier_pb2.Sample(id="f", task="format", completion="<think>a</think>\n<answer>b</answer>")
-    return verifier_pb2.ScoreRequest(sample=sample, verifier="format")
+    return verifier_pb2.ScoreRequest(sample=sample, verifiers=["format"])
 
 
 def assert_drained_with_unavailable(result: verifier_pb2.ScoreResult, seen: list[tuple[str, bool]]) -> None:
