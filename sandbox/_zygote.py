@@ -127,13 +127,22 @@ class SockFprog(ctypes.Structure):
 LAST_CAP = int(open("/proc/sys/kernel/cap_last_cap").read())
 
 
-def _drop_privileges(bpf):
-    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+# True once this process has emptied its bounding set, which every process it forks inherits.
+bounding_set_empty = False
+
+
+def _drop_bounding_set():
     for cap in range(LAST_CAP + 1):
         # Without CAP_SETPCAP (a container started with all capabilities dropped) the bounding
         # set cannot be changed; it no longer matters: no capabilities, uid != 0, no_new_privs.
         if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() != 1:
             raise _Fail(f"capbset: {os.strerror(ctypes.get_errno())}")
+
+
+def _drop_privileges(bpf):
+    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    if not bounding_set_empty:
+        _drop_bounding_set()
     libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
     header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)
     data = (ctypes.c_uint32 * 6)()
@@ -633,8 +642,34 @@ def container_main():
     os._exit(0)
 
 
+def _preload(modules):
+    """Import the host's warm modules ([name, source] pairs in import order) into this process.
+
+    They are trusted code that reads no run data at import (the function-test harness), so a
+    run forked from here starts with them imported: no file to find, read and unmarshal.
+    """
+    import types
+
+    path = sys.path[:]
+    for name, source in modules:
+        module = types.ModuleType(name)
+        module.__file__ = f"{name}.py"
+        sys.modules[name] = module
+        exec(compile(source, module.__file__, "exec"), module.__dict__)
+    sys.path[:] = path  # as it was: a module's import may have added the work dir
+
+
 def main():
+    global bounding_set_empty
     sock = socket.socket(fileno=int(sys.argv[1]))
+    header, fds = _recv(sock)
+    for fd in fds:
+        os.close(fd)
+    _preload(header.get("modules", []))
+    # Once here rather than in every program: capabilities this process keeps (it needs
+    # CAP_SYS_ADMIN for each run's mounts) stay, and no process started from it can regain any.
+    _drop_bounding_set()
+    bounding_set_empty = True
     # Objects that exist now are never collected: forks then do not copy pages just to walk them.
     gc.collect()
     gc.freeze()

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from sandbox import cgroups
 from sandbox.api import RunRequest, RunResult, Status
+from sandbox.grading.harness import MODULES as HARNESS_MODULES
 from sandbox.plan import (
     COMPILE_OUTPUT_CAP_BYTES,
     MIB,
@@ -249,6 +250,8 @@ class Jail:
                 # Before the launcher has forked anything: everything it starts is born inside.
                 self.cgroup.add(self._proc.pid)
                 self.cgroup.add(self.child_pid)
+            # The launcher's first message: the modules it imports before it forks any run.
+            _send(self._sock, {"op": "preload", "modules": list(HARNESS_MODULES.items())}, [])
             ready = self._wait_message(JAIL_START_TIMEOUT_S)
             if ready is None or ready.get("op") != "ready":
                 raise SandboxUnavailable(f"jail launcher did not start: {ready}")
