@@ -10,8 +10,8 @@ to `python3 -c`, so it must not import anything from this repository). Per run:
             waits; on the deadline or at the end kill(-1) takes every process of the run.
             Writes one JSON status line and exits, which tears the namespace down.
            └─ C: the program. Fresh stdio, rlimits, all capabilities and the bounding set dropped,
-                 no_new_privs, seccomp filter; then exec, or (warm Python) runpy in this
-                 already-started interpreter.
+                 no_new_privs, seccomp filter; then exec, or (warm Python) the script in a new
+                 __main__ of this already-started interpreter.
 
 A one-step run (no compile step: every graded Python run) skips B: the zygote clones C straight
 into a new mount namespace only, C sets up the mounts and files B would have, then becomes the
@@ -181,16 +181,29 @@ def _exit_code_of(code):
 
 
 def _run_python(path):
-    """`python3 path` in this interpreter: __main__, sys.argv, sys.path[0], atexit, threads."""
+    """`python3 path` in this interpreter: __main__, sys.argv, sys.path[0], atexit, threads.
+
+    The script runs in a new __main__ module set up as the interpreter's own start-up does,
+    rather than through runpy, which first asks every path hook whether the file is a zip
+    archive or a directory and reads it three times.
+    """
     import atexit
-    import runpy
+    import builtins
     import threading
+    import types
+    from importlib.machinery import SourceFileLoader
 
     sys.argv = [path]
     sys.path.insert(0, os.path.dirname(path))
+    main = types.ModuleType("__main__")
+    main.__dict__.update(__package__=None, __loader__=SourceFileLoader("__main__", path), __spec__=None,
+                         __annotations__={}, __file__=path, __cached__=None, __builtins__=builtins)
+    sys.modules["__main__"] = main
     code = 0
     try:
-        runpy.run_path(path, run_name="__main__")
+        with open(path, "rb") as f:
+            source = f.read()
+        exec(compile(source, path, "exec"), main.__dict__)
     except SystemExit as exc:
         code = _exit_code_of(exc.code)
     except BaseException:

@@ -49,6 +49,20 @@ def test_python_runs_as_main_script(box):
     assert sorted(out) == ["__main__ /work/solution.py /work", "atexit ran", "thread ran"]
 
 
+def test_python_main_module_is_the_scripts_as_under_the_interpreter(box):
+    """What `python3 file` gives a script: its module is sys.modules['__main__'] (so pickle finds
+    its classes), no spec or package, a syntax error is a traceback and exit code 1."""
+    source = (
+        "import pickle, sys\n"
+        "class Point:\n    pass\n"
+        "print(sys.modules['__main__'] is sys.modules[__name__], __spec__, __package__, __file__)\n"
+        "print(type(pickle.loads(pickle.dumps(Point()))).__name__)\n"
+    )
+    assert box.run(py(source)).stdout == "True None None /work/solution.py\nPoint\n"
+    broken = box.run(py("def f(:\n"))
+    assert (broken.exit_code, "SyntaxError" in broken.stderr) == (1, True), broken
+
+
 def test_cpp_program_compiles_and_runs(box):
     source = "#include <iostream>\nint main(){long a,b; std::cin>>a>>b; std::cout<<a*b<<'\\n';}\n"
     result = box.run(RunRequest("cpp", source, stdin="6 7", limits=Limits(wall_time_s=3, compile_time_s=30)))
