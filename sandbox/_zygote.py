@@ -75,6 +75,7 @@ PR_CAP_AMBIENT_CLEAR_ALL, SECCOMP_MODE_FILTER = 4, 2
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 RESULT_FD = 3
 IN_FLIGHT_GRACE_S = 0.5  # how long the kernel's unix-socket collector gets after a run
+STATUS_ERROR_CAP_CHARS = 4096  # a set-up error's text, JSON-escaped, stays far below a pipe's 64 KiB
 
 
 class _Fail(Exception):
@@ -390,13 +391,15 @@ def _run_direct(fds, status_fd):
 
     Its only ancestor in the jail's PID namespace is the zygote, which times it, reaps it and
     every process it leaves behind, and reports; set-up errors come back on `status_fd`, which
-    the program never holds (closed with every other descriptor as it starts).
+    the program never holds (closed with every other descriptor as it starts). The zygote reads
+    it only once this process is gone, so the error is kept well under a pipe's capacity.
     """
     try:
         spec, _named, stdio = _set_up_run(fds, fresh_proc=False)
     except BaseException as exc:
         try:
-            os.write(status_fd, (json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n").encode())
+            why = f"{type(exc).__name__}: {exc}"[:STATUS_ERROR_CAP_CHARS]
+            os.write(status_fd, (json.dumps({"error": why}) + "\n").encode())
         finally:
             os._exit(1)
     _become_program(spec["steps"][0], spec, stdio)
@@ -486,6 +489,10 @@ def _serve_direct(sock, header, fds):
     """
     started = time.monotonic()
     pid, pidfd, status_r, poller = _clone_run(CLONE_NEWNS, sock, fds, _run_direct)
+    # Its status pipe is read once the program is gone; its end of file as the program starts
+    # (which closes it) would only wake this process, whose every write then copies a page the
+    # program still shares.
+    poller.unregister(status_r)
     deadline = started + min(header["wall_s"], header["backstop_s"])
     outcome = {"exit_code": None, "signal": None, "timed_out": False, "cpu_s": 0.0, "maxrss_kib": 0}
     killed = None
@@ -496,11 +503,6 @@ def _serve_direct(sock, header, fds):
             outcome["timed_out"] = True
             break
         events = dict(poller.poll(remaining * 1000))
-        if status_r in events:
-            chunk = os.read(status_r, 1 << 16)
-            error += chunk
-            if not chunk:
-                poller.unregister(status_r)
         if pidfd in events:
             _got, status, usage = os.wait4(pid, 0)
             _record_exit(outcome, status, usage)
