@@ -268,3 +268,11 @@ def test_small_limit_after_a_run_that_filled_tmp():
         assert single.run(py(fill, limits=Limits(memory_mib=256))).status is Status.OK
         small = single.run(py("print('fits')", limits=Limits(memory_mib=64)))
     assert (small.status, small.stdout) == (Status.OK, "fits\n")
+
+
+def test_run_that_cannot_be_set_up_is_a_sandbox_error_and_the_next_run_is_served(box):
+    # The work dir cannot hold both a file `a` and a directory `a`: the launcher's set-up fails
+    # before any program runs, which is the sandbox's fault, never the program's verdict.
+    failed = box.run(py("pass", files={"a": "x", "a/b": "y"}))
+    assert failed.status is Status.SANDBOX_ERROR and "set-up failed: FileExistsError" in failed.detail, failed
+    assert box.run(py("print('next')")).stdout == "next\n"
