@@ -279,13 +279,17 @@ def _write_files(spec, read_only_mounts, blob=None):
     """The run's files; their contents are hex in the spec, or slices of `blob` (a memoryview)."""
     for item in spec["files"]:
         path = os.path.join(spec["work_dir"], item["name"])
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
-            if blob is None:
-                f.write(bytes.fromhex(item["hex"]))
-            else:
-                f.write(blob[item["offset"]:item["offset"] + item["size"]])
-        os.chmod(path, item["mode"])
+        if os.path.dirname(path) != spec["work_dir"]:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        data = bytes.fromhex(item["hex"]) if blob is None else blob[item["offset"]:item["offset"] + item["size"]]
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fchmod(fd, item["mode"])
+        finally:
+            os.close(fd)
         if item.get("read_only") and read_only_mounts:
             # A read-only bind over the file itself: the program (same uid, no caps) can neither
             # write it, chmod it back, nor unlink or rename it (a mount point is busy).
