@@ -1,7 +1,9 @@
 """Trusted launcher that lives inside a jail: started once per jail, it serves one run at a time.
 
 Runs as PID 1 of the jail's PID namespace under the system interpreter, stdlib only (it is passed
-to `python3 -c`, so it must not import anything from this repository). Per run:
+to `python3 -c`, so it must not import anything from this repository). At start it imports the
+modules the host sends first (the function-test harness: trusted code that reads no run data
+at import) and empties its capability bounding set, both once for every run it forks. Per run:
 
     zygote (jail PID 1, caps inside the jail's user namespace, never touches run data)
       └─ B: cloned straight into new mount and PID namespaces (one clone(2), no intermediate

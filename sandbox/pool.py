@@ -3,7 +3,9 @@
 Measured here (2 cores, `python3 -c pass`): plain subprocess 12 ms, a new bwrap jail 50-100 ms,
 a run in a started jail 3-5 ms. What a run costs in a started jail: the launcher forks, unshares
 mount + PID namespaces, mounts three tmpfs and /proc, writes the files, forks the program, which
-(for Python) runs in the already-initialised interpreter with the usual modules preloaded.
+(for Python) runs in the already-initialised interpreter with the usual modules and the grading
+harness preloaded. What is left per run is mostly copy-on-write faults of the forked interpreter
+(docs/benchmarks.md, issue 15).
 
 Why reuse is safe: each run gets its own mount and PID namespaces inside the jail, so its work
 dir, /tmp, /dev/shm and /proc are new and die with it, and every process it started is killed
