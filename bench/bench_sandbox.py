@@ -8,8 +8,10 @@ jails use) and the same concurrency (one worker per warm jail):
             referee + contestant processes, seccomp, namespaces, limits, out-of-band verdict.
 The two sides alternate for `--rounds` rounds (plain, sandbox, plain, ...), so that load from
 other jobs on a shared machine falls on both alike. Prints runs per second for each round and
-side, the ratio of the median rates (sandbox / plain; target >= 3.0) and the per-run latency
-overhead (sandbox - plain, same problem, all rounds) at p50 and p99.
+side, the ratio of the median rates (sandbox / plain; target >= 3.0), the per-run latency
+overhead (sandbox - plain, same problem, all rounds) at p50 and p99, and the CPU time each side
+spends per run (this process, plus the plain interpreters or everything inside the jails): its
+ratio is the throughput ratio with every core busy, and moves far less with other jobs' load.
 
     .venv/bin/python bench/bench_sandbox.py [--quick] [--workers N] [--rounds N]
 """
@@ -39,6 +41,12 @@ def _timed(fn: Callable[[HumanEvalProblem], bool], problem: HumanEvalProblem) ->
     start = time.perf_counter()
     ok = fn(problem)
     return ok, time.perf_counter() - start
+
+
+def _cpu_s(sandbox: Sandbox) -> float:
+    """CPU seconds so far of this process, its reaped children (the plain interpreters) and the jails."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system + sandbox.cpu_time_s()
 
 
 def _run_all(fn: Callable[[HumanEvalProblem], bool], problems: list[HumanEvalProblem],
@@ -74,21 +82,28 @@ def main() -> int:
         sides = {"plain subprocess": plain, "sandbox (honest)": sandboxed}
         rates: dict[str, list[float]] = {name: [] for name in sides}
         latencies: dict[str, list[float]] = {name: [] for name in sides}
+        cpu_s = dict.fromkeys(sides, 0.0)
         failed = 0
         for _ in range(args.rounds):
             for name, fn in sides.items():
+                cpu_before = _cpu_s(sandbox)
                 ok, seconds, wall = _run_all(fn, problems, args.workers)
+                cpu_s[name] += _cpu_s(sandbox) - cpu_before
                 rates[name].append(len(problems) / wall)
                 latencies[name] += seconds
                 failed += len(ok) - sum(ok)
 
     n = len(problems)
     print(f"problems: {n}, workers: {args.workers}, rounds: {args.rounds}, interpreter: {PYTHON}")
+    runs = n * args.rounds
     for name in sides:
         print(f"{name} : runs/s per round {', '.join(f'{r:.1f}' for r in rates[name])}; "
-              f"p50 {statistics.median(latencies[name]) * 1000:6.1f} ms/run")
+              f"p50 {statistics.median(latencies[name]) * 1000:6.1f} ms/run; "
+              f"cpu {cpu_s[name] / runs * 1000:5.2f} ms/run")
     plain_rate, box_rate = (statistics.median(rates[name]) for name in sides)
     print(f"ratio sandbox/plain (median runs/s): {box_rate / plain_rate:.2f}  (target >= 3.0)")
+    plain_cpu, box_cpu = cpu_s.values()
+    print(f"ratio plain/sandbox (cpu per run, the runs/s ratio with every core busy): {plain_cpu / box_cpu:.2f}")
     overhead_ms = sorted((b - p) * 1000 for p, b in zip(*latencies.values(), strict=True))
     p99 = overhead_ms[min(len(overhead_ms) - 1, round(0.99 * (len(overhead_ms) - 1)))]
     print(f"per-run overhead (sandbox - plain): p50 {statistics.median(overhead_ms):+.1f} ms, p99 {p99:+.1f} ms")

@@ -298,6 +298,15 @@ class Jail:
     def alive(self) -> bool:
         return not self.broken and self._proc.poll() is None
 
+    def cpu_time_s(self) -> float:
+        """CPU seconds of the launcher and of every run process it has reaped (0 once it is gone)."""
+        try:
+            stat = Path(f"/proc/{self.child_pid}/stat").read_text()
+        except (AttributeError, OSError):
+            return 0.0
+        utime, stime, cutime, cstime = stat.rsplit(")", 1)[1].split()[11:15]
+        return (int(utime) + int(stime) + int(cutime) + int(cstime)) / os.sysconf("SC_CLK_TCK")
+
     def execute(self, request: RunRequest, plan: Plan, compile_cache: CompileCache | None = None) -> RunResult:
         """Run `request` by `plan` (a compile is a run of its own, see compile_then_run); raises
         JailResetFailed, the jail retired, when it cannot be made ready for a run."""

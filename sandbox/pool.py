@@ -70,6 +70,7 @@ class Sandbox:
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._live: set[Jail] = set()
+        self._retired_cpu_s = 0.0
         self._start_error: BaseException | None = None
         for _ in range(self.size):
             self._wanted.release()
@@ -79,6 +80,11 @@ class Sandbox:
 
     def describe(self) -> str:
         return f"warm pool of {self.size} {self._backend.describe()}"
+
+    def cpu_time_s(self) -> float:
+        """CPU seconds spent inside this pool's jails so far: launchers and every run they served."""
+        with self._lock:
+            return self._retired_cpu_s + sum(jail.cpu_time_s() for jail in self._live)
 
     def _maintain(self) -> None:
         while True:
@@ -104,6 +110,7 @@ class Sandbox:
     def _retire(self, jail: Jail) -> None:
         with self._lock:
             self._live.discard(jail)
+            self._retired_cpu_s += jail.cpu_time_s()
         jail.destroy()
         if not self._closed.is_set():
             self._wanted.release()

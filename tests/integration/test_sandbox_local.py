@@ -276,3 +276,11 @@ def test_run_that_cannot_be_set_up_is_a_sandbox_error_and_the_next_run_is_served
     failed = box.run(py("pass", files={"a": "x", "a/b": "y"}))
     assert failed.status is Status.SANDBOX_ERROR and "set-up failed: FileExistsError" in failed.detail, failed
     assert box.run(py("print('next')")).stdout == "next\n"
+
+
+def test_pool_counts_the_cpu_time_its_runs_spend():
+    with Sandbox(PoolConfig(pool_size=1)) as pool:
+        before = pool.cpu_time_s()
+        spin = "import time\nstart = time.process_time()\nwhile time.process_time() - start < 0.3:\n    pass\n"
+        assert pool.run(py(spin)).status is Status.OK
+        assert pool.cpu_time_s() - before >= 0.25
