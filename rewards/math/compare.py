@@ -25,6 +25,8 @@ its cause:
 - Equal strings and plain numbers (rewards.math.numbers): equal squeezed strings are CORRECT
   before any parsing (an unparsable gold equal to its answer included); integers, decimals and
   fractions are compared exactly without sympy, a decimal comma read beside a decimal point.
+  Tuples, sets, intervals, unions and one-variable inequalities of such numbers are compared
+  exactly too, by the rules below (rewards.math.structures): no ANTLR parse, no sympy.
 - Relations as sets (rewards.math.sets): `x \\in S`, inequalities and their and/or forms are
   compared with intervals and unions as sets, in both directions, without Math-Verify's
   `allow_set_relation_comp` (which also loses "or": its normaliser turns it into a comma).
@@ -58,6 +60,7 @@ from sympy import FiniteSet as SympyFiniteSet
 from rewards.math.numbers import exact_numbers_equal, plain_decimal, shown_rounding, squeeze
 from rewards.math.reading import is_hedged, read, rewrite_constants, text_answer_matches, unlabel
 from rewards.math.sets import relation_sets, sets_equal, stated_as_set
+from rewards.math.structures import exact_structures_equal
 
 # Math-Verify warns once per process that its timeouts are off; the pool or the bounded worker's
 # supervisor enforces them.
@@ -134,6 +137,9 @@ def judge(gold_text: str, answer_text: str, options: CompareOptions) -> Judgemen
             gold_terms, answer_terms = splitter(gold_math), splitter(answer_math)
             if gold_terms is not None or answer_terms is not None:
                 return _judge_terms(gold_math, gold_terms, answer_terms, compare, options)
+        exact = exact_structures_equal(gold_math, answer_math)
+        if exact is not None:
+            return Judgement(CORRECT if exact else INCORRECT, gold_math[:120], answer_math[:120])
     options = dataclasses.replace(options, float_rounding=shown_rounding(answer.text, options.float_rounding))
     return _judge_parsed(gold_math, answer_math, options, gold.prose, answer.prose)
 

@@ -10,7 +10,6 @@ union and "and" or a comma an intersection). Two sides that are both sets compar
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -18,9 +17,7 @@ from sympy import And, Contains, Dummy, EmptySet, Eq, Intersection, Or, Set, Sym
 from sympy.core.function import AppliedUndef
 from sympy.core.relational import Relational
 
-_OR = re.compile(r"\\text\s*\{\s*or\s*\}|\bor\b|\\lor\b|\\vee\b|\\cup\b")
-_AND = re.compile(r"\\text\s*\{\s*and\s*\}|\band\b|\\land\b|\\wedge\b|,")
-_INEQUALITY = re.compile(r"[<>≤≥]|\\(?:le|ge|leq|geq|lt|gt)\b|\\in\b")
+from rewards.math.structures import AND_CONNECTIVE, INEQUALITY, OR_CONNECTIVE
 
 Parser = Callable[[str], list[Any]]
 
@@ -32,11 +29,11 @@ def relation_sets(parsed: list[Any], text: str, parse_part: Parser) -> Set | Non
         return first
     if isinstance(first, Eq | Contains) and isinstance(first.args[0], Symbol) and isinstance(first.args[1], Set):
         return first.args[1] if not _is_finite_list(first.args[1]) else None
-    if not _INEQUALITY.search(text):
+    if not INEQUALITY.search(text):
         return None
     union = []
-    for alternative in _OR.split(text):
-        parts = [p for p in _AND.split(alternative) if p.strip()] if len(alternative) < 400 else [alternative]
+    for alternative in OR_CONNECTIVE.split(text):
+        parts = [p for p in AND_CONNECTIVE.split(alternative) if p.strip()] if len(alternative) < 400 else [alternative]
         sets = [_one_relation(parse_part(part)) for part in parts]
         if not sets or any(s is None for s in sets):
             return None
