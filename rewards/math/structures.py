@@ -1,12 +1,13 @@
-"""The fast path for answers built of plain numbers: tuples, sets, intervals, unions of intervals
-and inequalities in one variable, compared exactly, without latex2sympy or sympy.
+"""The fast path for answers built of plain numbers: tuples, sets, intervals, unions of intervals,
+inequalities in one variable and values given to variables, compared exactly, without latex2sympy
+or sympy.
 
-In a fresh worker latex2sympy's ANTLR parse of `(0, 9)` costs 40-190 ms (its prediction cache
-starts cold), and sympy's `as_set` of `-2 \\le x \\le 7` 10-30 ms more; plain Math-Verify often
-never gets that far (it finds no `$…$` in a bare gold). Read here with regular expressions and
-`fractions.Fraction`, the same comparison costs microseconds. The rules are the slow path's
-(rewards.math.compare with rewards.math.sets), so the verdicts are too; tests/unit/test_math_structures.py
-checks that on generated pairs:
+In a fresh worker latex2sympy's ANTLR parse of `(0, 9)` costs 40-190 ms (full-context prediction,
+which ANTLR never caches), and sympy's `as_set` of `-2 \\le x \\le 7` 10-30 ms more; plain
+Math-Verify often never gets that far (it finds no `$…$` in a bare gold and gives up). Read here
+with regular expressions and `fractions.Fraction`, the same comparison costs microseconds. The rules
+are the slow path's (rewards.math.compare with rewards.math.sets and Math-Verify's `verify`), so
+the verdicts are too: tests/unit/test_math_structures.py checks that on generated pairs.
 
 - A relation on either side (`x \\in S`, `0 < y \\le 4`, and/or/commas between such, all in one
   variable): both sides are sets of reals, the variable's name ignored, as rewards.math.sets
@@ -14,6 +15,9 @@ checks that on generated pairs:
 - Neither side a relation (both as written): intervals and unions (`\\cup`) of them as sets of
   reals; two bracketed lists with the same brackets and length item by item (a tuple); two
   `\\{…\\}` sets, or two bare lists `a, b`, as sets (Math-Verify reads both as FiniteSet).
+- Values given to variables (`x = 3`, `x = 1, y = 4`): as a set of (variable, value) pairs when
+  both sides name the same variables, each value once; one `k = 4` against a bare number by its
+  value, as Math-Verify does.
 - Equal is CORRECT; different is INCORRECT only when every number is exact (no decimal point):
   about decimals Math-Verify's rounding decides, and sets of reals with a decimal endpoint stay
   sympy's. Forms that differ, or anything else, return None: the slow path decides.
@@ -36,14 +40,15 @@ INEQUALITY = re.compile(r"[<>≤≥]|\\(?:le|ge|leq|geq|lt|gt)\b|\\in\b")
 
 _INFINITY = re.compile(r"^([+-]?)\\infty$")
 _DIGIT_GROUP = re.compile(r"\d,\d{3}(?!\d)")  # 1,000 may be one number: not a bare list
-_VARIABLE = r"[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?|[A-Za-z]\([A-Za-z]\)"
+_SYMBOL = r"[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?"
+_VARIABLE = rf"{_SYMBOL}|[A-Za-z]\([A-Za-z]\)"  # `0 < f(x) < 1` bounds f(x) as it would x
 _LESS = {"<": False, "\\lt": False, "\\le": True, "\\leq": True}  # operator -> end included
 _GREATER = {">": False, "\\gt": False, "\\ge": True, "\\geq": True}
 _OPERATOR = r"<|>|\\lt|\\gt|\\leq|\\le|\\geq|\\ge"
 _CHAIN = re.compile(rf"^(?:(?P<left>[^<>\\]+|-?\\frac\{{-?\d+\}}\{{\d+\}})(?P<op1>{_OPERATOR}))?"
                     rf"(?P<var>{_VARIABLE})"
                     rf"(?:(?P<op2>{_OPERATOR})(?P<right>[^<>\\]+|-?\\frac\{{-?\d+\}}\{{\d+\}}))?$")
-_MEMBER = re.compile(rf"^(?P<var>{_VARIABLE})\\in(?P<set>.+)$")
+_MEMBER = re.compile(rf"^(?P<var>{_SYMBOL})\\in(?P<set>.+)$")  # the sympy path reads no `f(x) \in S`
 
 
 @dataclass(frozen=True)
@@ -78,8 +83,18 @@ def exact_structures_equal(gold: str, answer: str) -> bool | None:
     if len(gold) > _MAX_CHARS or len(answer) > _MAX_CHARS:
         return None
     g, a = _read(gold), _read(answer)
+    if (g is None) != (a is None):
+        return _assigned_value_equal(g or a, squeeze(answer if g else gold))
     if g is None or a is None:
         return None
+    if "assignments" in (g.form, a.form):
+        if g.form != a.form or sorted(v for v, _ in g.items) != sorted(v for v, _ in a.items):
+            return None  # which variables are named is Math-Verify's to judge (strict mode)
+        if any(len({value for _, value in r.items}) < len(r.items) for r in (g, a)):
+            return None  # Math-Verify pairs equations up sorted by value: a tie pairs them arbitrarily
+        if set(g.items) == set(a.items):
+            return True
+        return False if g.exact and a.exact else None
     if {"relation", "union"} & {g.form, a.form} or (g.reals and a.reals and g.exact and a.exact):
         # Sets of reals. sympy compares a decimal end as a binary float (0.1 is not 1/10): its verdict stands
         if g.reals is None or a.reals is None or not (g.exact and a.exact):
@@ -93,10 +108,22 @@ def exact_structures_equal(gold: str, answer: str) -> bool | None:
     return False if g.exact and a.exact else None
 
 
+def _assigned_value_equal(reading: _Reading, number: str) -> bool | None:
+    """`x = 3` against a bare `3`: Math-Verify compares the value given (either way round)."""
+    value = plain_value(number)
+    if reading.form != "assignments" or len(reading.items) != 1 or value is None:
+        return None
+    if reading.items[0][1] == value:
+        return True
+    return False if reading.exact and "." not in number else None
+
+
 def _read(text: str) -> _Reading | None:
     if INEQUALITY.search(text):
         return _read_relation(text)
     text = squeeze(text)
+    if "=" in text:
+        return _read_assignments(text)
     if "\\cup" in text:
         spans = [_read_list(part) for part in text.split("\\cup")]
         if any(s is None or s.reals is None for s in spans):
@@ -121,6 +148,21 @@ def _read_list(text: str) -> _Reading | None:
     if reals is None and (form in ("(]", "[)") or any(isinstance(v, float) for v in values)):
         return None  # a half-open list that is no interval, or infinity outside an interval
     return _Reading(form, items=tuple(values), reals=reals, exact="." not in inner)
+
+
+_ASSIGNMENT = re.compile(rf"^(?P<var>{_SYMBOL})=(?P<value>[^=]+)$")
+
+
+def _read_assignments(text: str) -> _Reading | None:
+    """`x=3`, `x=1,y=4`: values given to variables (as Math-Verify reads them, a set of equations)."""
+    pairs = []
+    for item in text.split(","):
+        match = _ASSIGNMENT.match(item)
+        value = plain_value(match.group("value")) if match else None
+        if value is None:
+            return None
+        pairs.append((match.group("var"), value))
+    return _Reading("assignments", items=tuple(pairs), exact="." not in text)
 
 
 def _number(text: str) -> Fraction | float | None:
