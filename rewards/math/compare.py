@@ -58,6 +58,7 @@ from sympy import Basic, Expr, Float, Interval, MatrixBase, Tuple
 from sympy import FiniteSet as SympyFiniteSet
 
 from rewards.math.numbers import exact_numbers_equal, plain_decimal, shown_rounding, squeeze
+from rewards.math.protocol import CORRECT, GOLD_UNPARSABLE, INCORRECT, CompareOptions
 from rewards.math.reading import is_hedged, read, rewrite_constants, text_answer_matches, unlabel
 from rewards.math.sets import relation_sets, sets_equal, stated_as_set
 from rewards.math.structures import exact_structures_equal
@@ -65,10 +66,6 @@ from rewards.math.structures import exact_structures_equal
 # Math-Verify warns once per process that its timeouts are off; the pool or the bounded worker's
 # supervisor enforces them.
 logging.getLogger("math_verify").setLevel(logging.ERROR)
-
-CORRECT = "correct"
-INCORRECT = "incorrect"
-GOLD_UNPARSABLE = "gold_unparsable"
 
 EXTRACTION_TARGETS = {
     "latex": LatexExtractionConfig(),
@@ -79,23 +76,6 @@ EXTRACTION_TARGETS = {
 _ANSWER_TARGETS = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
 _CHOICES = "ABCDE"
 _CHOICE_TARGETS = (StringExtractionConfig(strings=tuple(_CHOICES)),)
-
-
-@dataclass(frozen=True)
-class CompareOptions:
-    """What the worker needs to compare; sent with every request, so kept small."""
-
-    float_rounding: int = 6
-    numeric_precision: int = 15
-    exact_rel_tol: float = 1e-12
-    strict: bool = True
-    allow_set_relation_comp: bool = False
-    targets: tuple[str, ...] | None = None
-    """None: the texts are extracted answers (answer mode). Otherwise raw texts parsed
-    with these Math-Verify extraction targets and its default any_match mode."""
-    plain: bool = False
-    """Plain Math-Verify, `verify(parse(gold), parse(answer))` with its defaults and none of the
-    rules here: the independent second opinion of an audit."""
 
 
 @dataclass(frozen=True)
