@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from rewards.math.compare import CORRECT, CompareOptions, _judge_parsed
+from rewards.math.compare import CORRECT, INCORRECT, CompareOptions, _judge_parsed
 from rewards.math.structures import exact_structures_equal
 
 NUMBERS = ["0", "1", "2", "-1", "3", "\\frac{1}{2}", "1/2", "-\\frac{3}{2}", "0.5", "0.1", "\\frac{1}{10}",
@@ -79,8 +79,8 @@ def test_fast_path_verdicts_match_the_sympy_path_on_generated_pairs(seed: int = 
             continue
         decided += 1
         # the slow path exactly as compare.judge would reach it without the fast path
-        slow = _judge_parsed(gold, answer, CompareOptions()).outcome == CORRECT
-        if slow != fast:
+        slow = _judge_parsed(gold, answer, CompareOptions()).outcome
+        if slow != (CORRECT if fast else INCORRECT):
             disagreements.append((gold, answer, fast))
     assert not disagreements, disagreements
     assert decided >= 80, f"only {decided} generated pairs took the fast path"
