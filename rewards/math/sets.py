@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sympy import And, Contains, Dummy, EmptySet, Eq, Intersection, Or, Set, Symbol, Union
+from sympy import And, Contains, Dummy, EmptySet, Eq, Intersection, Interval, Or, Set, Symbol, Union, oo
 from sympy.core.function import AppliedUndef
-from sympy.core.relational import Relational
+from sympy.core.relational import GreaterThan, LessThan, Relational, StrictGreaterThan, StrictLessThan
 
 from rewards.math.structures import AND_CONNECTIVE, INEQUALITY, OR_CONNECTIVE
 
@@ -56,11 +56,39 @@ def _one_relation(parsed: list[Any]) -> Set | None:
             first = first.xreplace({applied.pop(): Dummy("value", real=True)})
         if len(first.free_symbols) != 1:
             return None
+        bounds = bound_set(first)
+        if bounds is not None:
+            return bounds
         try:
             return first.as_set()
         except (NotImplementedError, TypeError, ValueError):
             return None
     return None
+
+
+_INTERVALS = {
+    StrictLessThan: lambda b: Interval.open(-oo, b),
+    LessThan: lambda b: Interval(-oo, b),
+    StrictGreaterThan: lambda b: Interval.open(b, oo),
+    GreaterThan: lambda b: Interval(b, oo),
+}
+
+
+def bound_set(relation: Any) -> Set | None:
+    """`x >= 5`, `5 > x`, `-2 \\le x \\le 7`: bounds on a bare real variable by finite numbers, as the
+    interval `as_set` would find, built directly (`as_set` runs sympy's inequality solver: 7-30 ms
+    each). None for anything else."""
+    if isinstance(relation, And):
+        parts = [bound_set(part) for part in relation.args]
+        return None if any(p is None for p in parts) else Intersection(*parts)
+    if type(relation) not in _INTERVALS:
+        return None
+    if isinstance(relation.rhs, Symbol):
+        relation = relation.reversed  # `5 > x` is `x < 5`
+    variable, bound = relation.lhs, relation.rhs
+    if not (isinstance(variable, Symbol) and variable.is_real and bound.is_Number and bound.is_finite):
+        return None
+    return _INTERVALS[type(relation)](bound)
 
 
 def stated_as_set(parsed: list[Any]) -> bool:

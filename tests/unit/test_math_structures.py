@@ -4,12 +4,15 @@ sets, Math-Verify's `verify`) on generated pairs, like an optimised routine agai
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 
 import pytest
+import sympy
 
 from rewards.math.compare import CORRECT, INCORRECT, CompareOptions, _judge_parsed
+from rewards.math.sets import bound_set
 from rewards.math.structures import exact_structures_equal
 
 NUMBERS = ["0", "1", "2", "-1", "3", "\\frac{1}{2}", "1/2", "-\\frac{3}{2}", "0.5", "0.1", "\\frac{1}{10}",
@@ -139,3 +142,18 @@ def test_different_exact_structures_differ(gold: str, answer: str) -> None:
 )
 def test_everything_else_is_left_to_the_slow_path(gold: str, answer: str) -> None:
     assert exact_structures_equal(gold, answer) is None
+
+
+def test_bounds_on_a_variable_are_the_sets_sympy_solves_for() -> None:
+    # rewards.math.sets builds these intervals directly instead of calling as_set (its solver)
+    x = sympy.Symbol("x", real=True)
+    bounds = [sympy.Integer(5), sympy.Rational(-3, 2), sympy.Float(0.5), sympy.Integer(0)]
+    relations = [sympy.Lt, sympy.Le, sympy.Gt, sympy.Ge]
+    cases = [op(x, b) for op in relations for b in bounds] + [op(b, x) for op in relations for b in bounds]
+    cases += [sympy.And(lo(x, a), hi(x, b)) for lo in relations for hi in relations
+              for a, b in itertools.combinations(bounds, 2)]
+    for relation in cases:
+        if relation not in (sympy.true, sympy.false):
+            assert bound_set(relation) == relation.as_set(), relation
+    assert bound_set(sympy.Lt(x**2, 4)) is None
+    assert bound_set(sympy.Gt(-x, -1)) is None
