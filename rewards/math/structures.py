@@ -29,6 +29,7 @@ import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 from rewards.math.numbers import plain_value, squeeze
 
@@ -69,8 +70,9 @@ _EVERYTHING: Reals = (_Span(-math.inf, False, math.inf, False),)
 @dataclass(frozen=True)
 class _Reading:
     form: str
-    """"relation", "union", "set" (`\\{…\\}`), "list" (bare) or the brackets of a list, "(]"."""
-    items: tuple[Fraction | float, ...] = ()
+    """"relation", "union", "assignments", "set" (`\\{…\\}`), "list" (bare) or a list's brackets, "(]"."""
+    items: tuple[Any, ...] = ()
+    """The numbers of a list or set; (variable, value) pairs of assignments."""
     reals: Reals | None = None
     """The set of reals it states, when it states one."""
     exact: bool = True
@@ -95,10 +97,12 @@ def exact_structures_equal(gold: str, answer: str) -> bool | None:
         if set(g.items) == set(a.items):
             return True
         return False if g.exact and a.exact else None
-    if {"relation", "union"} & {g.form, a.form} or (g.reals and a.reals and g.exact and a.exact):
+    if {"relation", "union"} & {g.form, a.form}:
         # Sets of reals. sympy compares a decimal end as a binary float (0.1 is not 1/10): its verdict stands
         if g.reals is None or a.reals is None or not (g.exact and a.exact):
             return None
+        return g.reals == a.reals
+    if g.reals and a.reals and g.exact and a.exact:  # two intervals as written
         return g.reals == a.reals
     as_sets = g.form in ("set", "list")
     if g.form != a.form or (not as_sets and len(g.items) != len(a.items)):
