@@ -50,7 +50,13 @@ def from_dict(cls: type[T], raw: Any, path: str = "") -> T:
     if missing:
         raise ConfigError(f"{_join(path, missing[0])}: missing required key")
     hints = typing.get_type_hints(cls)
-    obj = cls(**{name: _convert(hints[name], value, _join(path, name)) for name, value in raw.items()})
+    values = {name: _convert(hints[name], value, _join(path, name)) for name, value in raw.items()}
+    try:
+        obj = cls(**values)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # the dataclass's own check (__post_init__), named by where it sits
+        raise ConfigError(f"{path or '<root>'}: {exc}") from None
     validate = getattr(obj, "validate", None)
     if validate is not None and not path:
         validate()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from rewards.math import MathConfig
 from rewards.registry import validate_name
 from rewards.strict_config import ConfigError
 from rewards.strict_config import from_dict as from_dict  # re-exported: services.config.from_dict is public
@@ -56,6 +57,9 @@ class ScoringConfig:
     cache_entries: int = 100_000
     """Verdict cache capacity in entries (one verifier result each); 0 disables the cache."""
     sandbox_caps: SandboxCaps = field(default_factory=SandboxCaps)
+    math: MathConfig = field(default_factory=MathConfig)
+    """The math verifier's config (`math.audit_fraction`, `math.timeout_s`, ...); it compares inline
+    in the worker processes, so `math.workers` starts none here."""
 
     def validate(self, path: str = "scoring") -> None:
         for name in ("worker_processes", "max_in_flight_samples", "max_batch_items", "max_request_bytes",

@@ -67,7 +67,7 @@ class VerifierServicer(verifier_pb2_grpc.VerifierServicer):
         self.metrics = metrics or Metrics()
         self.routing = RoutingConfig.load_or_default(config.routing_file)
         self.cache = VerdictCache(config.cache_entries)
-        spec = WorkerSpec(self.routing, config.verifiers, dict(config.plugins), dict(config.external))
+        spec = WorkerSpec(self.routing, config.verifiers, dict(config.plugins), dict(config.external), config.math)
         self.pool = WorkerPool(spec, config.worker_processes, config.sample_timeout_s, self._on_restart)
         self.catalogue: Catalogue | None = None
         self.draining = False

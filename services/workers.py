@@ -43,6 +43,7 @@ from typing import Any
 
 from rewards._workers import declare_bounded_worker
 from rewards.compose import ScoredSample, score_sample
+from rewards.math import MathConfig, MathVerifier
 from rewards.registry import Registry
 from rewards.routing import RoutingConfig
 from rewards.types import Sample, Verdict, VerifierResult
@@ -65,6 +66,7 @@ class WorkerSpec:
     verifiers: tuple[str, ...] = ()  # the served set; empty = every registered verifier
     plugins: dict[str, str] = field(default_factory=dict)
     external: dict[str, str] = field(default_factory=dict)
+    math: MathConfig = field(default_factory=MathConfig)
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ class Bound:
 
 def build_registry(spec: WorkerSpec) -> Registry:
     registry = Registry()
+    registry.configure("math", lambda: MathVerifier(spec.math))
     for name, target in spec.plugins.items():
         registry.add(name, lambda target=target: pkgutil.resolve_name(target)())
     if spec.external:

@@ -36,10 +36,9 @@ from rewards._workers import (
     bounded,
     in_bounded_worker,
 )
-from rewards.math._worker import handle, unlimited_int_digits, warm_parsers
-from rewards.math.compare import CORRECT, GOLD_UNPARSABLE, CompareOptions
 from rewards.math.extract import extract_answer, strip_presentation
 from rewards.math.numbers import exact_numbers_equal
+from rewards.math.protocol import CORRECT, GOLD_UNPARSABLE, CompareOptions
 from rewards.types import Sample, SampleError, Verdict, VerifierResult, describe_exception
 
 
@@ -217,6 +216,8 @@ class MathVerifier:
     def warm(self) -> None:
         """Start the workers now and wait until each has warmed up (inline: warm this process)."""
         if in_bounded_worker():
+            from rewards.math._worker import warm_parsers  # sympy only where comparisons run
+
             warm_parsers()  # fixed inputs; the bounded worker's start-up deadline covers them
             return
         self._workers().start(wait=True)
@@ -253,6 +254,8 @@ class MathVerifier:
 
     def _judge_inline(self, gold: str, answer: str, options: CompareOptions) -> VerifierResult:
         """Compare in this process; past `timeout_s` the supervisor kills it and answers TIMEOUT."""
+        from rewards.math._worker import handle, unlimited_int_digits  # sympy only where comparisons run
+
         # Everything that parses, compares or prints a sympy object happens inside the bound.
         with (
             bounded("math comparison", self.config.timeout_s),
