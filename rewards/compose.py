@@ -25,6 +25,8 @@ from rewards.types import Sample, SampleError, Verdict, VerifierResult, describe
 
 def _component_record(result: VerifierResult) -> dict[str, Any]:
     record: dict[str, Any] = {"score": result.score, "verdict": result.verdict.value, "detail": result.detail}
+    if result.audit is not None:
+        record["audit"] = result.audit.value
     if result.tests:
         record["tests"] = [t.to_record() for t in result.tests]
     if result.provenance is not None:
@@ -66,13 +68,6 @@ class ScoredSample:
     @classmethod
     def input_error(cls, sample_id: str | None, error: SampleError, elapsed_ms: float = 0.0) -> ScoredSample:
         return cls(sample_id, None, Verdict.ERROR, {}, elapsed_ms, error.message, error.field)
-
-
-def _component_record(result: VerifierResult) -> dict[str, Any]:
-    record: dict[str, Any] = {"score": result.score, "verdict": result.verdict.value, "detail": result.detail}
-    if result.audit is not None:
-        record["audit"] = result.audit.value
-    return record
 
 
 def verdict_of(components: list[tuple[str, float, VerifierResult]]) -> tuple[Verdict, str]:

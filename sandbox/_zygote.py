@@ -1,7 +1,9 @@
 """Trusted launcher that lives inside a jail: started once per jail, it serves one run at a time.
 
 Runs as PID 1 of the jail's PID namespace under the system interpreter, stdlib only (it is passed
-to `python3 -c`, so it must not import anything from this repository). Per run:
+to `python3 -c`, so it must not import anything from this repository). At start it imports the
+modules the host sends first (the function-test harness: trusted code that reads no run data
+at import) and empties its capability bounding set, both once for every run it forks. Per run:
 
     zygote (jail PID 1, caps inside the jail's user namespace, never touches run data)
       └─ B: cloned straight into new mount and PID namespaces (one clone(2), no intermediate
@@ -10,8 +12,8 @@ to `python3 -c`, so it must not import anything from this repository). Per run:
             waits; on the deadline or at the end kill(-1) takes every process of the run.
             Writes one JSON status line and exits, which tears the namespace down.
            └─ C: the program. Fresh stdio, rlimits, all capabilities and the bounding set dropped,
-                 no_new_privs, seccomp filter; then exec, or (warm Python) runpy in this
-                 already-started interpreter.
+                 no_new_privs, seccomp filter; then exec, or (warm Python) the script in a new
+                 __main__ of this already-started interpreter.
 
 A one-step run (no compile step: every graded Python run) skips B: the zygote clones C straight
 into a new mount namespace only, C sets up the mounts and files B would have, then becomes the
@@ -75,6 +77,7 @@ PR_CAP_AMBIENT_CLEAR_ALL, SECCOMP_MODE_FILTER = 4, 2
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 RESULT_FD = 3
 IN_FLIGHT_GRACE_S = 0.5  # how long the kernel's unix-socket collector gets after a run
+STATUS_ERROR_CAP_CHARS = 4096  # a set-up error's text, JSON-escaped, stays far below a pipe's 64 KiB
 
 
 class _Fail(Exception):
@@ -127,13 +130,22 @@ class SockFprog(ctypes.Structure):
 LAST_CAP = int(open("/proc/sys/kernel/cap_last_cap").read())
 
 
-def _drop_privileges(bpf):
-    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+# True once this process has emptied its bounding set, which every process it forks inherits.
+bounding_set_empty = False
+
+
+def _drop_bounding_set():
     for cap in range(LAST_CAP + 1):
         # Without CAP_SETPCAP (a container started with all capabilities dropped) the bounding
         # set cannot be changed; it no longer matters: no capabilities, uid != 0, no_new_privs.
         if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() != 1:
             raise _Fail(f"capbset: {os.strerror(ctypes.get_errno())}")
+
+
+def _drop_privileges(bpf):
+    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    if not bounding_set_empty:
+        _drop_bounding_set()
     libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
     header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)
     data = (ctypes.c_uint32 * 6)()
@@ -172,16 +184,29 @@ def _exit_code_of(code):
 
 
 def _run_python(path):
-    """`python3 path` in this interpreter: __main__, sys.argv, sys.path[0], atexit, threads."""
+    """`python3 path` in this interpreter: __main__, sys.argv, sys.path[0], atexit, threads.
+
+    The script runs in a new __main__ module set up as the interpreter's own start-up does,
+    rather than through runpy, which first asks every path hook whether the file is a zip
+    archive or a directory and reads it three times.
+    """
     import atexit
-    import runpy
+    import builtins
     import threading
+    import types
+    from importlib.machinery import SourceFileLoader
 
     sys.argv = [path]
     sys.path.insert(0, os.path.dirname(path))
+    main = types.ModuleType("__main__")
+    main.__dict__.update(__package__=None, __loader__=SourceFileLoader("__main__", path), __spec__=None,
+                         __annotations__={}, __file__=path, __cached__=None, __builtins__=builtins)
+    sys.modules["__main__"] = main
     code = 0
     try:
-        runpy.run_path(path, run_name="__main__")
+        with open(path, "rb") as f:
+            source = f.read()
+        exec(compile(source, path, "exec"), main.__dict__)
     except SystemExit as exc:
         code = _exit_code_of(exc.code)
     except BaseException:
@@ -256,13 +281,17 @@ def _write_files(spec, read_only_mounts, blob=None):
     """The run's files; their contents are hex in the spec, or slices of `blob` (a memoryview)."""
     for item in spec["files"]:
         path = os.path.join(spec["work_dir"], item["name"])
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
-            if blob is None:
-                f.write(bytes.fromhex(item["hex"]))
-            else:
-                f.write(blob[item["offset"]:item["offset"] + item["size"]])
-        os.chmod(path, item["mode"])
+        if os.path.dirname(path) != spec["work_dir"]:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        data = bytes.fromhex(item["hex"]) if blob is None else blob[item["offset"]:item["offset"] + item["size"]]
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fchmod(fd, item["mode"])
+        finally:
+            os.close(fd)
         if item.get("read_only") and read_only_mounts:
             # A read-only bind over the file itself: the program (same uid, no caps) can neither
             # write it, chmod it back, nor unlink or rename it (a mount point is busy).
@@ -368,13 +397,15 @@ def _run_direct(fds, status_fd):
 
     Its only ancestor in the jail's PID namespace is the zygote, which times it, reaps it and
     every process it leaves behind, and reports; set-up errors come back on `status_fd`, which
-    the program never holds (closed with every other descriptor as it starts).
+    the program never holds (closed with every other descriptor as it starts). The zygote reads
+    it only once this process is gone, so the error is kept well under a pipe's capacity.
     """
     try:
         spec, _named, stdio = _set_up_run(fds, fresh_proc=False)
     except BaseException as exc:
         try:
-            os.write(status_fd, (json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n").encode())
+            why = f"{type(exc).__name__}: {exc}"[:STATUS_ERROR_CAP_CHARS]
+            os.write(status_fd, (json.dumps({"error": why}) + "\n").encode())
         finally:
             os._exit(1)
     _become_program(spec["steps"][0], spec, stdio)
@@ -464,6 +495,10 @@ def _serve_direct(sock, header, fds):
     """
     started = time.monotonic()
     pid, pidfd, status_r, poller = _clone_run(CLONE_NEWNS, sock, fds, _run_direct)
+    # Its status pipe is read once the program is gone; its end of file as the program starts
+    # (which closes it) would only wake this process, whose every write then copies a page the
+    # program still shares.
+    poller.unregister(status_r)
     deadline = started + min(header["wall_s"], header["backstop_s"])
     outcome = {"exit_code": None, "signal": None, "timed_out": False, "cpu_s": 0.0, "maxrss_kib": 0}
     killed = None
@@ -474,11 +509,6 @@ def _serve_direct(sock, header, fds):
             outcome["timed_out"] = True
             break
         events = dict(poller.poll(remaining * 1000))
-        if status_r in events:
-            chunk = os.read(status_r, 1 << 16)
-            error += chunk
-            if not chunk:
-                poller.unregister(status_r)
         if pidfd in events:
             _got, status, usage = os.wait4(pid, 0)
             _record_exit(outcome, status, usage)
@@ -633,8 +663,34 @@ def container_main():
     os._exit(0)
 
 
+def _preload(modules):
+    """Import the host's warm modules ([name, source] pairs in import order) into this process.
+
+    They are trusted code that reads no run data at import (the function-test harness), so a
+    run forked from here starts with them imported: no file to find, read and unmarshal.
+    """
+    import types
+
+    path = sys.path[:]
+    for name, source in modules:
+        module = types.ModuleType(name)
+        module.__file__ = f"{name}.py"
+        sys.modules[name] = module
+        exec(compile(source, module.__file__, "exec"), module.__dict__)
+    sys.path[:] = path  # as it was: a module's import may have added the work dir
+
+
 def main():
+    global bounding_set_empty
     sock = socket.socket(fileno=int(sys.argv[1]))
+    header, fds = _recv(sock)
+    for fd in fds:
+        os.close(fd)
+    _preload(header.get("modules", []))
+    # Once here rather than in every program: capabilities this process keeps (it needs
+    # CAP_SYS_ADMIN for each run's mounts) stay, and no process started from it can regain any.
+    _drop_bounding_set()
+    bounding_set_empty = True
     # Objects that exist now are never collected: forks then do not copy pages just to walk them.
     gc.collect()
     gc.freeze()

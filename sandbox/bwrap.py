@@ -31,6 +31,7 @@ from pathlib import Path
 
 from sandbox import cgroups
 from sandbox.api import RunRequest, RunResult, Status
+from sandbox.grading.harness import MODULES as HARNESS_MODULES
 from sandbox.plan import (
     COMPILE_OUTPUT_CAP_BYTES,
     MIB,
@@ -249,6 +250,8 @@ class Jail:
                 # Before the launcher has forked anything: everything it starts is born inside.
                 self.cgroup.add(self._proc.pid)
                 self.cgroup.add(self.child_pid)
+            # The launcher's first message: the modules it imports before it forks any run.
+            _send(self._sock, {"op": "preload", "modules": list(HARNESS_MODULES.items())}, [])
             ready = self._wait_message(JAIL_START_TIMEOUT_S)
             if ready is None or ready.get("op") != "ready":
                 raise SandboxUnavailable(f"jail launcher did not start: {ready}")
@@ -294,6 +297,15 @@ class Jail:
     @property
     def alive(self) -> bool:
         return not self.broken and self._proc.poll() is None
+
+    def cpu_time_s(self) -> float:
+        """CPU seconds of the launcher and of every run process it has reaped (0 once it is gone)."""
+        try:
+            stat = Path(f"/proc/{self.child_pid}/stat").read_text()
+        except (AttributeError, OSError):
+            return 0.0
+        utime, stime, cutime, cstime = stat.rsplit(")", 1)[1].split()[11:15]
+        return (int(utime) + int(stime) + int(cutime) + int(cstime)) / os.sysconf("SC_CLK_TCK")
 
     def execute(self, request: RunRequest, plan: Plan, compile_cache: CompileCache | None = None) -> RunResult:
         """Run `request` by `plan` (a compile is a run of its own, see compile_then_run); raises

@@ -3,7 +3,9 @@
 Measured here (2 cores, `python3 -c pass`): plain subprocess 12 ms, a new bwrap jail 50-100 ms,
 a run in a started jail 3-5 ms. What a run costs in a started jail: the launcher forks, unshares
 mount + PID namespaces, mounts three tmpfs and /proc, writes the files, forks the program, which
-(for Python) runs in the already-initialised interpreter with the usual modules preloaded.
+(for Python) runs in the already-initialised interpreter with the usual modules and the grading
+harness preloaded. What is left per run is mostly copy-on-write faults of the forked interpreter
+(docs/benchmarks.md, issue 15).
 
 Why reuse is safe: each run gets its own mount and PID namespaces inside the jail, so its work
 dir, /tmp, /dev/shm and /proc are new and die with it, and every process it started is killed
@@ -68,6 +70,7 @@ class Sandbox:
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._live: set[Jail] = set()
+        self._retired_cpu_s = 0.0
         self._start_error: BaseException | None = None
         for _ in range(self.size):
             self._wanted.release()
@@ -77,6 +80,11 @@ class Sandbox:
 
     def describe(self) -> str:
         return f"warm pool of {self.size} {self._backend.describe()}"
+
+    def cpu_time_s(self) -> float:
+        """CPU seconds spent inside this pool's jails so far: launchers and every run they served."""
+        with self._lock:
+            return self._retired_cpu_s + sum(jail.cpu_time_s() for jail in self._live)
 
     def _maintain(self) -> None:
         while True:
@@ -102,6 +110,7 @@ class Sandbox:
     def _retire(self, jail: Jail) -> None:
         with self._lock:
             self._live.discard(jail)
+            self._retired_cpu_s += jail.cpu_time_s()
         jail.destroy()
         if not self._closed.is_set():
             self._wanted.release()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from rewards.math import MathConfig
 from rewards.registry import validate_name
 from rewards.routing import RoutingConfig
 from rewards.strict_config import ConfigError
@@ -53,6 +54,9 @@ class ScoringConfig:
     """Verdict cache capacity in entries (one verifier result each); 0 disables the cache."""
     sandbox_caps: Limits = field(default_factory=_default_caps)
     """The most a Sandbox.Execute/Grade request may ask for, per limit; more is INVALID_ARGUMENT."""
+    math: MathConfig = field(default_factory=MathConfig)
+    """The math verifier's config (`math.audit_fraction`, `math.timeout_s`, ...); it compares inline
+    in the worker processes, so `math.workers` starts none here."""
 
     @property
     def routes(self) -> RoutingConfig:

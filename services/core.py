@@ -80,7 +80,7 @@ class VerifierCore:
         self.metrics = metrics or Metrics()
         self.routing = config.routes
         self.cache = VerdictCache(config.cache_entries)
-        spec = WorkerSpec(config.verifiers, dict(config.plugins), dict(config.external))
+        spec = WorkerSpec(config.verifiers, dict(config.plugins), dict(config.external), config.math)
         self.pool = ScoringPool(spec, config.worker_processes, config.sample_timeout_s, self._on_restart)
         self.catalogue: Catalogue | None = None
         self.draining = False

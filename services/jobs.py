@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rewards.compose import ScoredSample
+from rewards.math import MathConfig
 from rewards.pool import Step
 from rewards.routing import WeightedVerifier
 from rewards.types import Sample, VerifierResult
@@ -22,6 +23,7 @@ class WorkerSpec:
     verifiers: tuple[str, ...] = ()  # the served set; empty = every registered verifier
     plugins: dict[str, str] = field(default_factory=dict)
     external: dict[str, str] = field(default_factory=dict)
+    math: MathConfig = field(default_factory=MathConfig)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ verifier to the deadline it declares (the math comparison's) as well as the samp
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import pkgutil
 import time
@@ -16,7 +17,7 @@ from collections.abc import Generator
 from typing import Any
 
 from rewards.compose import ScoredSample, compose, run_verifier, verdict_of
-from rewards.math import MathConfig, MathVerifier
+from rewards.math import MathVerifier
 from rewards.registry import Registry
 from rewards.types import SampleError, VerifierResult
 from services.cache import entry_key
@@ -29,7 +30,7 @@ def build_registry(spec: WorkerSpec) -> Registry:
     registry = Registry()
     # This process is killable itself: the math verifier compares inline, under the deadline it
     # declares, instead of in a pool of its own (one process hop per sample, not two).
-    registry.configure("math", functools.partial(MathVerifier, MathConfig(workers=0)))
+    registry.configure("math", functools.partial(MathVerifier, dataclasses.replace(spec.math, workers=0)))
     for name, target in spec.plugins.items():
         registry.add(name, lambda target=target: pkgutil.resolve_name(target)())
     if spec.external:

@@ -25,6 +25,8 @@ its cause:
 - Equal strings and plain numbers (rewards.math.numbers): equal squeezed strings are CORRECT
   before any parsing (an unparsable gold equal to its answer included); integers, decimals and
   fractions are compared exactly without sympy, a decimal comma read beside a decimal point.
+  Tuples, sets, intervals, unions and one-variable inequalities of such numbers are compared
+  exactly too, by the rules below (rewards.math.structures): no ANTLR parse, no sympy.
 - Relations as sets (rewards.math.sets): `x \\in S`, inequalities and their and/or forms are
   compared with intervals and unions as sets, in both directions, without Math-Verify's
   `allow_set_relation_comp` (which also loses "or": its normaliser turns it into a comma).
@@ -56,16 +58,14 @@ from sympy import Basic, Expr, Float, Interval, MatrixBase, Tuple
 from sympy import FiniteSet as SympyFiniteSet
 
 from rewards.math.numbers import exact_numbers_equal, plain_decimal, shown_rounding, squeeze
+from rewards.math.protocol import CORRECT, GOLD_UNPARSABLE, INCORRECT, CompareOptions
 from rewards.math.reading import is_hedged, read, rewrite_constants, text_answer_matches, unlabel
 from rewards.math.sets import relation_sets, sets_equal, stated_as_set
+from rewards.math.structures import exact_structures_equal
 
 # Math-Verify warns once per process that its timeouts are off; the pool, or the host that runs
 # the verifier inline, enforces them.
 logging.getLogger("math_verify").setLevel(logging.ERROR)
-
-CORRECT = "correct"
-INCORRECT = "incorrect"
-GOLD_UNPARSABLE = "gold_unparsable"
 
 EXTRACTION_TARGETS = {
     "latex": LatexExtractionConfig(),
@@ -76,23 +76,6 @@ EXTRACTION_TARGETS = {
 _ANSWER_TARGETS = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
 _CHOICES = "ABCDE"
 _CHOICE_TARGETS = (StringExtractionConfig(strings=tuple(_CHOICES)),)
-
-
-@dataclass(frozen=True)
-class CompareOptions:
-    """What the worker needs to compare; sent with every request, so kept small."""
-
-    float_rounding: int = 6
-    numeric_precision: int = 15
-    exact_rel_tol: float = 1e-12
-    strict: bool = True
-    allow_set_relation_comp: bool = False
-    targets: tuple[str, ...] | None = None
-    """None: the texts are extracted answers (answer mode). Otherwise raw texts parsed
-    with these Math-Verify extraction targets and its default any_match mode."""
-    plain: bool = False
-    """Plain Math-Verify, `verify(parse(gold), parse(answer))` with its defaults and none of the
-    rules here: the independent second opinion of an audit."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +117,9 @@ def judge(gold_text: str, answer_text: str, options: CompareOptions) -> Judgemen
             gold_terms, answer_terms = splitter(gold_math), splitter(answer_math)
             if gold_terms is not None or answer_terms is not None:
                 return _judge_terms(gold_math, gold_terms, answer_terms, compare, options)
+        exact = exact_structures_equal(gold_math, answer_math)
+        if exact is not None:
+            return Judgement(CORRECT if exact else INCORRECT, gold_math[:120], answer_math[:120])
     options = dataclasses.replace(options, float_rounding=shown_rounding(answer.text, options.float_rounding))
     return _judge_parsed(gold_math, answer_math, options, gold.prose, answer.prose)
 
@@ -163,7 +149,15 @@ def _judge_parsed(
 
 def equivalent(gold: list[Any], answer: list[Any], options: CompareOptions) -> bool:
     """Math-Verify's verdict, minus the tiny-value matches its chopped evaluation lets through."""
-    if not verify(
+    gold_math = [g for g in gold if isinstance(g, Basic | MatrixBase)]
+    answer_math = [a for a in answer if isinstance(a, Basic | MatrixBase)]
+    # Two exact numbers whose 30-digit values differ are different, whatever `verify` says; checked
+    # first, that also spares `verify` its numeric check and then sympy's simplify (10-200 ms) on
+    # them. Structurally identical ones are equal: nothing a closer evaluation could tell apart.
+    if gold_math and answer_math and gold_math[0] != answer_math[0]:
+        if _exact_values_differ(gold_math[0], answer_math[0], options.exact_rel_tol):
+            return False
+    return verify(
         gold,
         answer,
         float_rounding=options.float_rounding,
@@ -171,15 +165,7 @@ def equivalent(gold: list[Any], answer: list[Any], options: CompareOptions) -> b
         strict=options.strict,
         allow_set_relation_comp=options.allow_set_relation_comp,
         timeout_seconds=None,
-    ):
-        return False
-    gold_math = [g for g in gold if isinstance(g, Basic | MatrixBase)]
-    answer_math = [a for a in answer if isinstance(a, Basic | MatrixBase)]
-    if not gold_math or not answer_math:
-        return True  # a string match: nothing numeric to re-check
-    if gold_math[0] == answer_math[0]:
-        return True  # structurally identical: nothing a closer evaluation could tell apart
-    return not _exact_values_differ(gold_math[0], answer_math[0], options.exact_rel_tol)
+    )
 
 
 _MARKUP = re.compile(r"^\\(?:text|textbf|mathrm|mathbf|textrm)\s*\{(.*)\}$", re.DOTALL)

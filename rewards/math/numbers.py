@@ -58,13 +58,14 @@ def _readings(text: str) -> set[Fraction]:
     """The values a plain number may mean: `p\\%` is p/100 and, as Math-Verify also accepts, p. A
     percent of a fraction (`\\frac{25}{2}\\%`) is read here: latex2sympy cannot parse it."""
     percent = _PERCENT.search(text)
-    value = _value(text[: percent.start()] if percent else text)
+    value = plain_value(text[: percent.start()] if percent else text)
     if value is None:
         return set()
     return {value, value / 100} if percent else {value}
 
 
-def _value(text: str) -> Fraction | None:
+def plain_value(text: str) -> Fraction | None:
+    """The value of an integer, decimal or fraction (`3/4`, `-\\frac{3}{4}`) written without spacing."""
     if "," in text:
         if not _GROUPED.match(text):
             return None

@@ -10,17 +10,14 @@ union and "and" or a comma an intersection). Two sides that are both sets compar
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
-from sympy import And, Contains, Dummy, EmptySet, Eq, Intersection, Or, Set, Symbol, Union
+from sympy import And, Contains, Dummy, EmptySet, Eq, Intersection, Interval, Or, Set, Symbol, Union, oo
 from sympy.core.function import AppliedUndef
-from sympy.core.relational import Relational
+from sympy.core.relational import GreaterThan, LessThan, Relational, StrictGreaterThan, StrictLessThan
 
-_OR = re.compile(r"\\text\s*\{\s*or\s*\}|\bor\b|\\lor\b|\\vee\b|\\cup\b")
-_AND = re.compile(r"\\text\s*\{\s*and\s*\}|\band\b|\\land\b|\\wedge\b|,")
-_INEQUALITY = re.compile(r"[<>≤≥]|\\(?:le|ge|leq|geq|lt|gt)\b|\\in\b")
+from rewards.math.structures import AND_CONNECTIVE, INEQUALITY, OR_CONNECTIVE
 
 Parser = Callable[[str], list[Any]]
 
@@ -32,11 +29,11 @@ def relation_sets(parsed: list[Any], text: str, parse_part: Parser) -> Set | Non
         return first
     if isinstance(first, Eq | Contains) and isinstance(first.args[0], Symbol) and isinstance(first.args[1], Set):
         return first.args[1] if not _is_finite_list(first.args[1]) else None
-    if not _INEQUALITY.search(text):
+    if not INEQUALITY.search(text):
         return None
     union = []
-    for alternative in _OR.split(text):
-        parts = [p for p in _AND.split(alternative) if p.strip()] if len(alternative) < 400 else [alternative]
+    for alternative in OR_CONNECTIVE.split(text):
+        parts = [p for p in AND_CONNECTIVE.split(alternative) if p.strip()] if len(alternative) < 400 else [alternative]
         sets = [_one_relation(parse_part(part)) for part in parts]
         if not sets or any(s is None for s in sets):
             return None
@@ -59,11 +56,39 @@ def _one_relation(parsed: list[Any]) -> Set | None:
             first = first.xreplace({applied.pop(): Dummy("value", real=True)})
         if len(first.free_symbols) != 1:
             return None
+        bounds = bound_set(first)
+        if bounds is not None:
+            return bounds
         try:
             return first.as_set()
         except (NotImplementedError, TypeError, ValueError):
             return None
     return None
+
+
+_INTERVALS = {
+    StrictLessThan: lambda b: Interval.open(-oo, b),
+    LessThan: lambda b: Interval(-oo, b),
+    StrictGreaterThan: lambda b: Interval.open(b, oo),
+    GreaterThan: lambda b: Interval(b, oo),
+}
+
+
+def bound_set(relation: Any) -> Set | None:
+    """`x >= 5`, `5 > x`, `-2 \\le x \\le 7`: bounds on a bare real variable by finite numbers, as the
+    interval `as_set` would find, built directly (`as_set` runs sympy's inequality solver: 7-30 ms
+    each). None for anything else."""
+    if isinstance(relation, And):
+        parts = [bound_set(part) for part in relation.args]
+        return None if any(p is None for p in parts) else Intersection(*parts)
+    if type(relation) not in _INTERVALS:
+        return None
+    if isinstance(relation.rhs, Symbol):
+        relation = relation.reversed  # `5 > x` is `x < 5`
+    variable, bound = relation.lhs, relation.rhs
+    if not (isinstance(variable, Symbol) and variable.is_real and bound.is_Number and bound.is_finite):
+        return None
+    return _INTERVALS[type(relation)](bound)
 
 
 def stated_as_set(parsed: list[Any]) -> bool:

@@ -29,10 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from rewards import strict_config
-from rewards.math._worker import handle, unlimited_int_digits, warm_parsers
-from rewards.math.compare import CORRECT, GOLD_UNPARSABLE, CompareOptions
 from rewards.math.extract import extract_answer, strip_presentation
 from rewards.math.numbers import exact_numbers_equal
+from rewards.math.protocol import CORRECT, GOLD_UNPARSABLE, CompareOptions
 from rewards.pool import Step, WorkerFault, WorkerPool, WorkerPoolConfig, WorkerTimeout
 from rewards.types import Sample, SampleError, Verdict, VerifierResult, describe_exception
 
@@ -219,6 +218,8 @@ class MathVerifier:
     def warm(self) -> None:
         """Start the workers now and wait until each has warmed up (workers=0: warm this process)."""
         if self.config.workers == 0:
+            from rewards.math._worker import warm_parsers  # sympy only where comparisons run
+
             warm_parsers()  # fixed inputs; the host's start-up deadline covers them
             return
         self._workers().start(wait=True)
@@ -255,6 +256,8 @@ class MathVerifier:
 
     def _judge_inline(self, gold: str, answer: str, options: CompareOptions) -> VerifierResult:
         """Compare in this process; past `deadline` the host kills it and answers TIMEOUT."""
+        from rewards.math._worker import handle, unlimited_int_digits  # sympy only where comparisons run
+
         with _growth_limit(self.config.memory_limit_mib), unlimited_int_digits():
             try:
                 outcome, gold_shown, answer_shown = handle((gold, answer, options))

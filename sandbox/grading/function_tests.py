@@ -16,20 +16,16 @@ import secrets
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 
 from sandbox.api import Limits, RunRequest, RunResult, Status, encodable
 from sandbox.grading.checker import Runner
+from sandbox.grading.harness import MODULES
 from sandbox.grading.result import GradeReport, GradingFault, Outcome, TestOutcome
 
 # Interpreter start-up of referee and contestant, on top of the per-test time.
 STARTUP_ALLOWANCE_S = 5.0
 STARTED_MARKER = "ARBITER-REFEREE-STARTED"
 ERROR_MARKER = "ARBITER-REFEREE-ERROR "
-
-
-def _harness_source(name: str) -> str:
-    return resources.files("sandbox.grading.harness").joinpath(name).read_text(encoding="utf-8")
 
 
 def _with_bytecode(modules: dict[str, str]) -> dict[str, str | bytes]:
@@ -50,13 +46,9 @@ def _with_bytecode(modules: dict[str, str]) -> dict[str, str | bytes]:
 
 
 # The main program only imports the referee: a main file is always compiled from source, an
-# imported module's bytecode comes from its .pyc.
+# imported module's bytecode comes from its .pyc (or, in a warm jail, the module is already there).
 REFEREE_SOURCE = "import arbiter_referee\n\narbiter_referee.main()\n"
-HARNESS_FILES = _with_bytecode({
-    "arbiter_referee.py": _harness_source("referee.py"),
-    "arbiter_wire.py": _harness_source("wire.py"),
-    "arbiter_contestant.py": _harness_source("contestant.py"),
-})
+HARNESS_FILES = _with_bytecode({f"{name}.py": source for name, source in MODULES.items()})
 
 _STATUS = {
     "passed": Outcome.PASSED,

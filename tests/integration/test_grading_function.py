@@ -198,8 +198,12 @@ def test_records_without_the_nonce_are_ignored():
 
 
 def test_harness_modules_load_from_their_shipped_bytecode(run):
-    """The referee's modules are not compiled in the sandbox per run: their .pyc travels with them."""
+    """The referee's modules are not compiled in the sandbox per run: their .pyc travels with them
+    (a launcher that did not preload them, as in a Docker container, imports them from there)."""
     source = (
+        "import sys\n"
+        "for name in ('arbiter_wire', 'arbiter_contestant', 'arbiter_referee'):\n"
+        "    sys.modules.pop(name, None)\n"
         "import importlib._bootstrap_external as bootstrap\n"
         "compiled = []\n"
         "original = bootstrap.SourceLoader.source_to_code\n"
@@ -213,6 +217,21 @@ def test_harness_modules_load_from_their_shipped_bytecode(run):
     result = run(RunRequest("python", source, files=HARNESS_FILES, stdin="{}",
                             limits=Limits(wall_time_s=10, cpu_time_s=10), result_fd=True))
     assert (result.status, result.stdout) == (Status.OK, "[] /work/__pycache__/arbiter_referee.cpython-311.pyc\n")
+
+
+def test_warm_jail_starts_every_program_with_the_harness_already_imported(run):
+    """The pool's launcher imports the harness once: a run finds the very modules that ship with it."""
+    from sandbox.grading.harness import MODULES
+
+    source = (
+        "import sys\n"
+        "for name in ('arbiter_wire', 'arbiter_contestant', 'arbiter_referee'):\n"
+        "    module = sys.modules[name]\n"
+        "    print(name, module.__file__, hasattr(module, 'main') or hasattr(module, 'loads'))\n"
+    )
+    result = run(RunRequest("python", source, limits=Limits(wall_time_s=10, cpu_time_s=10)))
+    assert result.status is Status.OK, result
+    assert result.stdout.splitlines() == [f"{name} {name}.py True" for name in MODULES]
 
 
 def test_failed_equality_assert_reports_the_test_and_both_values(run):

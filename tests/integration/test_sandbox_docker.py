@@ -142,3 +142,13 @@ def test_docker_run_has_no_network_privileges_or_writable_root(docker_backend):
     # network="none": no inet socket at all (the default, private_loopback, allows the container's own lo).
     result = docker_backend.run(RunRequest("python", source, limits=Limits(network="none")))
     assert (result.status, result.stdout) == (Status.OK, "True 0 1\n")
+
+
+def test_docker_grades_function_tests_with_the_harness_from_its_shipped_files(docker_backend):
+    # A container's launcher preloads nothing: the referee and its modules load from the run's files.
+    from sandbox.grading import FunctionTestSpec, grade_function_tests
+
+    spec = FunctionTestSpec.assertions(["assert f(2) == 7", "assert f(0) == 2"])
+    report = grade_function_tests("def f(x):\n    return 3 * x + 1\n", spec, docker_backend.run)
+    assert [t.passed for t in report.outcomes] == [True, False]
+    assert report.outcomes[1].expected == "2" and report.outcomes[1].actual == "1"

@@ -49,6 +49,20 @@ def test_python_runs_as_main_script(box):
     assert sorted(out) == ["__main__ /work/solution.py /work", "atexit ran", "thread ran"]
 
 
+def test_python_main_module_is_the_scripts_as_under_the_interpreter(box):
+    """What `python3 file` gives a script: its module is sys.modules['__main__'] (so pickle finds
+    its classes), no spec or package, a syntax error is a traceback and exit code 1."""
+    source = (
+        "import pickle, sys\n"
+        "class Point:\n    pass\n"
+        "print(sys.modules['__main__'] is sys.modules[__name__], __spec__, __package__, __file__)\n"
+        "print(type(pickle.loads(pickle.dumps(Point()))).__name__)\n"
+    )
+    assert box.run(py(source)).stdout == "True None None /work/solution.py\nPoint\n"
+    broken = box.run(py("def f(:\n"))
+    assert (broken.exit_code, "SyntaxError" in broken.stderr) == (1, True), broken
+
+
 def test_cpp_program_compiles_and_runs(box):
     source = "#include <iostream>\nint main(){long a,b; std::cin>>a>>b; std::cout<<a*b<<'\\n';}\n"
     result = box.run(RunRequest("cpp", source, stdin="6 7", limits=Limits(wall_time_s=3, compile_time_s=30)))
@@ -254,3 +268,19 @@ def test_small_limit_after_a_run_that_filled_tmp():
         assert single.run(py(fill, limits=Limits(memory_mib=256))).status is Status.OK
         small = single.run(py("print('fits')", limits=Limits(memory_mib=64)))
     assert (small.status, small.stdout) == (Status.OK, "fits\n")
+
+
+def test_run_that_cannot_be_set_up_is_a_sandbox_error_and_the_next_run_is_served(box):
+    # The work dir cannot hold both a file `a` and a directory `a`: the launcher's set-up fails
+    # before any program runs, which is the sandbox's fault, never the program's verdict.
+    failed = box.run(py("pass", files={"a": "x", "a/b": "y"}))
+    assert failed.status is Status.SANDBOX_ERROR and "set-up failed: FileExistsError" in failed.detail, failed
+    assert box.run(py("print('next')")).stdout == "next\n"
+
+
+def test_pool_counts_the_cpu_time_its_runs_spend():
+    with Sandbox(PoolConfig(pool_size=1)) as pool:
+        before = pool.cpu_time_s()
+        spin = "import time\nstart = time.process_time()\nwhile time.process_time() - start < 0.3:\n    pass\n"
+        assert pool.run(py(spin)).status is Status.OK
+        assert pool.cpu_time_s() - before >= 0.25

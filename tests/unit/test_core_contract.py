@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 
 import pytest
 
@@ -200,6 +201,22 @@ def test_record_has_lowercase_verdicts_and_components():
     assert record["reward"] == 2.0
     assert record["components"] == {"acc": {"score": 1.0, "verdict": "correct", "detail": "ok"}}
     assert set(record) >= {"id", "reward", "verdict", "components", "elapsed_ms"}
+
+
+def test_record_keeps_each_components_tests_provenance_and_audit():
+    from sandbox.api import Limits, Provenance
+    from sandbox.grading.result import Outcome, TestOutcome
+
+    source = Provenance("bwrap-pool", "warm pool", "python", "Python 3.11.2", Limits())
+    tests = (TestOutcome.judged(0, Outcome.FAILED, "line 1 differs", input="1\n", expected="2\n", actual="3\n"),)
+    result = replace(VerifierResult.incorrect(detail="0/1"), tests=tests, provenance=source, audit=Verdict.CORRECT)
+    registry = registry_with(ConstantVerifier("acc", result))
+    routing = RoutingConfig.from_dict({"tasks": {"t": {"acc": 1.0}}})
+    record = score_sample(Sample(id="1", task="t", completion=""), routing, registry).to_record()
+    component = record["components"]["acc"]
+    assert component["tests"] == [tests[0].to_record()] and component["tests"][0]["expected"] == "2\n"
+    assert component["provenance"] == source.to_record()
+    assert component["audit"] == "correct"
 
 
 @pytest.mark.parametrize(

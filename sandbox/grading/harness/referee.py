@@ -1,7 +1,7 @@
 """The trusted side of a function test: run the tests, calling the candidate through a pipe.
 
 Runs inside the sandbox as its main program (imported, as `arbiter_referee`, by a two-line main
-file, so that its shipped bytecode is used). Order matters:
+file, so that its shipped bytecode is used, or found already imported in a warm jail). Order matters:
 1. start the contestant with two pipes as its only descriptors: a fork of this process, made
    before anything secret is read (the sandbox keeps stdin out of a program's memory until the
    program reads fd 0), so it is warm and holds nothing worth stealing;
@@ -42,17 +42,15 @@ import time
 import traceback
 
 sys.path.insert(0, os.getcwd())
-# From the work dir, before the contestant exists to tamper with it.
+# From the work dir, before the contestant exists to tamper with it; a warm jail's launcher has
+# imported all three before any run (nothing here reads a run's data at import).
 import arbiter_contestant
 import arbiter_wire as wire
 
-# From here on, test code imports the standard library only, never a file the contestant could
-# plant in the work dir.
-sys.path[:] = [p for p in sys.path if p not in ("", ".", os.getcwd())]
-
 CONTESTANT_ARGV = [sys.executable, "-E", "-s", "arbiter_contestant.py"]
 PR_SET_DUMPABLE = 4
-_report_fd = int(os.environ["ARBITER_RESULT_FD"])
+_libc = ctypes.CDLL(None)
+_report_fd = None  # the run's result pipe, from ARBITER_RESULT_FD in main()
 
 
 class CandidateError(Exception):
@@ -78,7 +76,9 @@ class Watchdog:
     def __init__(self):
         self._lock = threading.Condition()
         self._deadline = None
-        threading.Thread(target=self._watch, daemon=True).start()
+        # Not threading.Thread.start(), which waits until the thread runs (up to milliseconds for
+        # an idle CPU to wake): a deadline armed before it runs is found by its first check.
+        _thread.start_new_thread(self._watch, ())
 
     def arm(self, seconds):
         with self._lock:
@@ -384,14 +384,18 @@ def build_namespace(spec, session):
 def main():
     # Written before the contestant exists: tells the host that the harness itself started, so
     # that a harness that cannot start is a fault rather than a failed candidate.
-    global watchdog
+    global watchdog, _report_fd
+    # From here on, test code imports the standard library only, never a file the contestant
+    # could plant in the work dir (which the main file's run put first on the path).
+    sys.path[:] = [p for p in sys.path if p not in ("", ".", os.getcwd())]
+    _report_fd = int(os.environ["ARBITER_RESULT_FD"])
     os.write(_report_fd, b"ARBITER-REFEREE-STARTED\n")
     session = None
     try:
         signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         signal.signal(signal.SIGALRM, _on_timeout)
         session = Session(Contestant(warm=True))
-        ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
         watchdog = Watchdog()  # after the fork: the warm contestant gets no copy of its thread
         spec = json.loads(sys.stdin.read())
         nonce = spec["nonce"]
