@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -67,6 +68,13 @@ def _wire_error(scored: ScoredSample) -> ScoredSample:
     if scored.error_field is None:
         return scored
     return dataclasses.replace(scored, error_field=convert.field_to_wire(scored.error_field))
+
+
+@functools.lru_cache(maxsize=1024)
+def _named_route(names: tuple[str, ...]) -> tuple[WeightedVerifier, ...]:
+    """The route of a request naming its verifiers, each at weight 1: one object per name list, so that
+    the jobs of a batch share it (pickled once per round trip, one deadline computed for it)."""
+    return tuple(WeightedVerifier(name, 1.0) for name in names)
 
 
 def _error_result(sample_id: str, error: SampleError) -> verifier_pb2.ScoreResult:
@@ -175,7 +183,7 @@ class VerifierCore:
                     raise SampleError("verifiers", f"unknown verifier {name!r}; served: {', '.join(sorted(served))}")
             if len(set(named)) != len(named):
                 raise SampleError("verifiers", f"names a verifier twice: {named}")
-            return self._job(sample, tuple(WeightedVerifier(name, 1.0) for name in named), compose=False)
+            return self._job(sample, _named_route(tuple(named)), compose=False)
         try:
             route = self.routing.route(sample.task)
         except SampleError as exc:
@@ -410,7 +418,7 @@ class VerifierCore:
             raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, f"verifier 'code' is unavailable: {why}")
         self._admit(1)
         try:
-            scored, _ = await self._score_job(self._job(sample, (WeightedVerifier("code", 1.0),), compose=True))
+            scored, _ = await self._score_job(self._job(sample, _named_route(("code",)), compose=True))
         finally:
             await self._release(1)
         if scored.is_input_error:
