@@ -7,12 +7,13 @@ it only works on the main thread, and callers are gRPC handlers, Ray actors, use
 How: `workers` persistent interpreters, each supervised by one long-lived thread of the
 pool. A job is a request plus its `Deadline` (data, decided by the caller); a supervisor
 sends its worker a chunk of waiting jobs in one pipe round trip, and settles each job's
-future as soon as its answer arrives. A handler may answer in parts (a generator): each
-part ends one step, and step i is held to `deadline.steps[i]` as well as to the whole
-job's `timeout_s`, so one risky step (a math comparison) is killed at its own bound while
-the job keeps a looser one. On a late or missing answer the worker is SIGKILLed and
-replaced; the job fails with WorkerTimeout or WorkerCrashed carrying the parts it did
-send, and the jobs after it in the chunk go back to the queue unstarted. A worker found
+future as soon as its answer arrives. A handler may run in steps (a generator: each
+yield ends one), and step i is held to `deadline.steps[i]` as well as to the whole job's
+`timeout_s`, so one risky step (a math comparison) is killed at its own bound while the
+job keeps a looser one; the worker reports only the step ends that start or stop a
+bounded step (one message for a math sample, none for a rule check). On a late or
+missing answer the worker is SIGKILLed and replaced; the job fails with WorkerTimeout or
+WorkerCrashed, and the jobs after it in the chunk go back to the queue unstarted. A worker found
 dead while idle is replaced without failing anyone.
 
 Workers are fresh interpreters (`python -c`, like multiprocessing's 'spawn'; forking a
@@ -32,6 +33,7 @@ import base64
 import collections
 import concurrent.futures
 import contextlib
+import functools
 import inspect
 import json
 import math
@@ -46,7 +48,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -62,8 +64,8 @@ class WorkerPoolConfig:
     """How many workers, how they start, and what bounds them."""
 
     handler: str
-    """'module:function' run in the worker for each request; takes and returns picklable values,
-    or yields them (a job answered in parts, one per step of its Deadline)."""
+    """'module:function' run in the worker for each request; takes and returns picklable values.
+    A generator runs in steps, each yield ending one (see Deadline.steps); its return is the answer."""
     workers: int = 2
     """Worker processes; at most this many jobs run at once (the rest wait in the queue)."""
     setup: str | None = None
@@ -106,13 +108,13 @@ class Deadline:
     what: str = "the call"
     steps: tuple[Step | None, ...] = ()
 
+    @functools.cached_property
+    def bounded(self) -> tuple[bool, ...]:
+        return tuple(step is not None for step in self.steps)
+
 
 class WorkerFault(RuntimeError):
-    """The pool could not produce a result for this job; `parts` are those the handler sent first."""
-
-    def __init__(self, message: str, parts: Sequence[Any] = ()) -> None:
-        super().__init__(message)
-        self.parts = list(parts)
+    """The pool could not produce a result for this job."""
 
 
 class WorkerTimeout(WorkerFault):
@@ -152,9 +154,11 @@ def _die_with_parent(parent_pid: int) -> None:
 def _serve() -> None:
     """Entry point of a worker interpreter: argv is [fd, parent pid, base64 pickled WorkerPoolConfig].
 
-    Messages to the parent: ("ready", setup's value) once, then per job ("part", value) for each
-    part a generator handler yields, and one of ("done", answer) or ("raised", text); a generator's
-    answer is its return value."""
+    Each job arrives as (request, bounded): bounded[i] says whether step i has a bound of its own.
+    Messages to the parent: ("ready", setup's value) once, then per job ("part", i) when a generator
+    handler's step i ends and that end starts or stops a bounded step (the other ends change no
+    deadline, so they cost no message), and one of ("done", answer) or ("raised", text); a
+    generator's answer is its return value."""
     fd, parent_pid, payload = sys.argv[1:4]
     _die_with_parent(int(parent_pid))
     config: WorkerPoolConfig = pickle.loads(base64.b64decode(payload))
@@ -174,11 +178,11 @@ def _serve() -> None:
             requests = conn.recv()
         except (EOFError, OSError):
             return
-        for request in requests:  # each answered as soon as it is done
+        for request, bounded in requests:  # each answered as soon as it is done
             try:
                 answer = handler(request)
                 if inspect.isgenerator(answer):
-                    answer = yield_parts(answer, conn)
+                    answer = _run_steps(answer, bounded, conn)
                 reply: tuple[str, Any] = ("done", answer)
             except BaseException as exc:  # reported to the caller as a fault, never as a result
                 reply = ("raised", describe_exception(exc))
@@ -188,14 +192,17 @@ def _serve() -> None:
                 return
 
 
-def yield_parts(parts: Any, conn: Connection) -> Any:
-    """Send each part a generator yields as soon as it is ready; its return value is the answer."""
+def _run_steps(steps: Any, bounded: tuple[bool, ...], conn: Connection) -> Any:
+    """Run a generator handler step by step, telling the parent where bounded steps start and end."""
+    step = 0
     while True:
         try:
-            part = next(parts)
+            next(steps)
         except StopIteration as stop:
             return stop.value
-        conn.send(("part", part))
+        if any(bounded[step:step + 2]):
+            conn.send(("part", step))
+        step += 1
 
 
 # --- in the caller's process ---------------------------------------------------------------------
@@ -264,7 +271,7 @@ class _Worker:
             self.conn.close()
 
 
-@dataclass
+@dataclass(slots=True)
 class _Job:
     request: Any
     deadline: Deadline
@@ -322,8 +329,8 @@ class WorkerPool:
         return self._info
 
     def submit(self, request: Any, deadline: Deadline) -> concurrent.futures.Future[Any]:
-        """A future of the handler's answer (a generator's return value); it fails with a WorkerFault
-        that carries the parts sent before the fault. Cancelling it before its job started skips it."""
+        """A future of the handler's answer (a generator's return value); it fails with a WorkerFault.
+        Cancelling it before its job started skips the job."""
         if not self._started:
             self.start(wait=False)
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
@@ -447,15 +454,15 @@ class WorkerPool:
                 job.future.set_exception(PoolClosed("not run: the pool was closed"))
             return
         try:
-            worker.conn.send([job.request for job in jobs])
+            worker.conn.send([(job.request, job.deadline.bounded) for job in jobs])
         except OSError:
-            failed, fault = 0, self._crash(worker, [])
+            failed, fault = 0, self._crash(worker)
         else:
             failed, fault = self._settle(worker, jobs)
         if fault is None:
             return
         if self._closed:
-            fault = PoolClosed(f"not finished: the pool was closed ({fault})", fault.parts)
+            fault = PoolClosed(f"not finished: the pool was closed ({fault})")
         reason = "timeout" if isinstance(fault, WorkerTimeout) else f"worker_died (exit code {worker.exit_code()})"
         self._replace(slot)  # the replacement starts before the caller hears of the fault
         jobs[failed].future.set_exception(fault)
@@ -476,35 +483,34 @@ class WorkerPool:
         """Settle futures in order as answers arrive; on a fault, (the failing job's index, the fault)."""
         for index, job in enumerate(jobs):
             deadline = job.deadline
-            end = time.perf_counter() + deadline.timeout_s
-            step_start, parts = time.perf_counter(), []
+            step_start = time.perf_counter()
+            end, current = step_start + deadline.timeout_s, 0
             while True:
-                step = deadline.steps[len(parts)] if len(parts) < len(deadline.steps) else None
+                step = deadline.steps[current] if current < len(deadline.steps) else None
                 limit, what, timeout_s = end, deadline.what, deadline.timeout_s
                 if step is not None and step_start + step.timeout_s < end:
                     limit, what, timeout_s = step_start + step.timeout_s, step.what, step.timeout_s
                 if not worker.readable(limit - time.perf_counter()):
                     return index, WorkerTimeout(f"{what} took longer than {timeout_s:g} s; worker {worker.pid} "
-                                                "killed and replaced", parts)
+                                                "killed and replaced")
                 try:
                     kind, value = worker.conn.recv()
                 except (EOFError, OSError):
-                    return index, self._crash(worker, parts)
-                if kind == "part":
-                    parts.append(value)
-                    step_start = time.perf_counter()
+                    return index, self._crash(worker)
+                if kind == "part":  # step `value` ended: the next one starts now
+                    current, step_start = value + 1, time.perf_counter()
                     continue
                 if kind == "raised":
-                    job.future.set_exception(WorkerRaised(value, parts))
+                    job.future.set_exception(WorkerRaised(value))
                 else:
                     job.future.set_result(value)
                 break
         return len(jobs), None
 
     @staticmethod
-    def _crash(worker: _Worker, parts: list[Any]) -> WorkerCrashed:
+    def _crash(worker: _Worker) -> WorkerCrashed:
         return WorkerCrashed(f"worker {worker.pid} died during the call (exit code {worker.exit_code()}); "
-                             "replaced", parts)
+                             "replaced")
 
     def _replace(self, slot: int) -> None:
         """Kill this slot's worker and start its successor; it warms up before the slot's next job."""

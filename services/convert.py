@@ -225,6 +225,11 @@ def scored_to_proto(scored: ScoredSample, cached: Iterable[str] = ()) -> verifie
     return msg
 
 
+def input_error_to_proto(sample_id: str, error: SampleError) -> verifier_pb2.ScoreResult:
+    """The result of a request that could not be scored: an explicit ERROR naming the field."""
+    return scored_to_proto(ScoredSample.input_error(sample_id or None, error))
+
+
 def scored_from_proto(msg: verifier_pb2.ScoreResult) -> ScoredSample:
     components = {
         c.verifier: result_from_proto(c.result, f"components[{i}].result") for i, c in enumerate(msg.components)

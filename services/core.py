@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -40,6 +41,7 @@ from services.cache import VerdictCache, reference_digest
 from services.config import ScoringConfig, check
 from services.jobs import Catalogue, ExecuteJob, ExecuteOutcome, Job, JobOutcome, WorkerSpec
 from services.metrics import Metrics
+from services.streams import keyed_results
 from services.workers import ScoringPool
 
 log = logging.getLogger(__name__)
@@ -69,8 +71,11 @@ def _wire_error(scored: ScoredSample) -> ScoredSample:
     return dataclasses.replace(scored, error_field=convert.field_to_wire(scored.error_field))
 
 
-def _error_result(sample_id: str, error: SampleError) -> verifier_pb2.ScoreResult:
-    return convert.scored_to_proto(ScoredSample.input_error(sample_id or None, error))
+@functools.lru_cache(maxsize=1024)
+def _named_route(names: tuple[str, ...]) -> tuple[WeightedVerifier, ...]:
+    """The route of a request naming its verifiers, each at weight 1: one object per name list, so that
+    the jobs of a batch share it (pickled once per round trip, one deadline computed for it)."""
+    return tuple(WeightedVerifier(name, 1.0) for name in names)
 
 
 class VerifierCore:
@@ -140,6 +145,7 @@ class VerifierCore:
         self.metrics.in_flight.set(self._in_flight)
 
     async def _admit_wait(self) -> None:
+        """Streams wait for room instead of failing: gRPC flow control then slows the sender."""
         async with self._room:
             await self._room.wait_for(lambda: self.draining or self._in_flight < self.config.max_in_flight_samples)
             self._admit(1)
@@ -175,7 +181,7 @@ class VerifierCore:
                     raise SampleError("verifiers", f"unknown verifier {name!r}; served: {', '.join(sorted(served))}")
             if len(set(named)) != len(named):
                 raise SampleError("verifiers", f"names a verifier twice: {named}")
-            return self._job(sample, tuple(WeightedVerifier(name, 1.0) for name in named), compose=False)
+            return self._job(sample, _named_route(tuple(named)), compose=False)
         try:
             route = self.routing.route(sample.task)
         except SampleError as exc:
@@ -243,7 +249,7 @@ class VerifierCore:
                 job = self._prepare(request)
             except SampleError as exc:
                 self.metrics.errors.labels("input_error").inc()
-                return _error_result(request.sample.id, exc)
+                return convert.input_error_to_proto(request.sample.id, exc)
             scored, hits = await self._score_job(job)
             return convert.scored_to_proto(_wire_error(scored), hits)
         finally:
@@ -289,65 +295,18 @@ class VerifierCore:
     async def score_stream(
         self, requests: AsyncIterator[verifier_pb2.ScoreRequest]
     ) -> AsyncIterator[verifier_pb2.ScoreResult]:
-        """Results as each is ready, keyed by sample id. A bad item (no id, an id already in flight on
-        this stream, an oversized or malformed request) gets its own error result and the stream goes on."""
+        """Results as each is ready, keyed by sample id (services.streams). A bad item (no id, an id
+        already in flight on this stream, an oversized or malformed request) gets its own error result
+        and the stream goes on; a stream waits for room instead of failing."""
         self._check_open()
-        results: asyncio.Queue[Any] = asyncio.Queue()
-        in_flight: set[str] = set()
-        tasks: set[asyncio.Task[verifier_pb2.ScoreResult]] = set()
-        end = object()
+        async for result in keyed_results(requests, self._score_admitted, self._admit_wait, problem=self._too_big,
+                                          rejected=self.metrics.errors.labels("input_error").inc):
+            yield result
 
-        def finished(task: asyncio.Task[verifier_pb2.ScoreResult]) -> None:
-            tasks.discard(task)
-            if not task.cancelled():
-                results.put_nowait(task)
-
-        async def read() -> None:
-            try:
-                async for request in requests:
-                    problem = self._stream_problem(request, in_flight)
-                    if problem is not None:
-                        self.metrics.errors.labels("input_error").inc()
-                        results.put_nowait(_error_result(request.sample.id, problem))
-                        continue
-                    await self._admit_wait()
-                    in_flight.add(request.sample.id)
-                    task = asyncio.ensure_future(self._score_admitted(request))
-                    tasks.add(task)
-                    task.add_done_callback(finished)
-                results.put_nowait(end)
-            except BaseException as exc:
-                results.put_nowait(exc)
-                raise
-
-        reader = asyncio.ensure_future(read())
-        reading = True
-        try:
-            while reading or tasks or not results.empty():
-                item = await results.get()
-                if item is end:
-                    reading = False
-                    continue
-                if isinstance(item, BaseException):
-                    raise item
-                result = item if isinstance(item, verifier_pb2.ScoreResult) else item.result()
-                if item is not result:
-                    in_flight.discard(result.id)
-                yield result
-        finally:
-            reader.cancel()
-            for task in list(tasks):
-                task.cancel()
-
-    def _stream_problem(self, request: verifier_pb2.ScoreRequest, in_flight: set[str]) -> SampleError | None:
-        """Why this stream item cannot be scored, or None."""
+    def _too_big(self, request: verifier_pb2.ScoreRequest) -> SampleError | None:
         size = request.ByteSize()
         if size > self.config.max_request_bytes:
             return SampleError("request", f"{size} bytes exceed max_request_bytes={self.config.max_request_bytes}")
-        if not request.sample.id:
-            return SampleError("sample.id", "must be non-empty: stream results are keyed by it")
-        if request.sample.id in in_flight:
-            return SampleError("sample.id", f"{request.sample.id!r} is already in flight on this stream")
         return None
 
     def list_verifiers(self, request: verifier_pb2.ListVerifiersRequest) -> verifier_pb2.ListVerifiersResponse:
@@ -410,7 +369,7 @@ class VerifierCore:
             raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, f"verifier 'code' is unavailable: {why}")
         self._admit(1)
         try:
-            scored, _ = await self._score_job(self._job(sample, (WeightedVerifier("code", 1.0),), compose=True))
+            scored, _ = await self._score_job(self._job(sample, _named_route(("code",)), compose=True))
         finally:
             await self._release(1)
         if scored.is_input_error:

@@ -28,13 +28,10 @@ from services.cluster_config import RouterAppArgs
 from services.core import ServiceError
 from services.drain import DrainWatch
 from services.replica import VERIFIER_DEPLOYMENT, Edge
+from services.streams import keyed_results
 
 ROUTER_DEPLOYMENT = "Router"
 STREAM_WINDOW = 256  # unanswered samples per ScoreStream at the router
-
-
-def _error_result(request: verifier_pb2.ScoreRequest, error: SampleError) -> verifier_pb2.ScoreResult:
-    return convert.scored_to_proto(ScoredSample.input_error(request.sample.id or None, error))
 
 
 @serve.deployment(name=ROUTER_DEPLOYMENT)
@@ -111,7 +108,7 @@ class Router:
             try:
                 parts = self._parts(request)
             except SampleError as exc:
-                results[i] = _error_result(request, exc)
+                results[i] = convert.input_error_to_proto(request.sample.id, exc)
                 continue
             for target, names, part in parts:
                 groups.setdefault(target, []).append((i, names, part))
@@ -151,57 +148,12 @@ class Router:
             yield result
 
     async def _stream(self, request_stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        """Results as each is ready, keyed by id; a bad item gets its own error result and the stream goes
-        on. Each sample is batched with whatever else is in flight."""
-        ready: asyncio.Queue[Any] = asyncio.Queue()
-        pending: set[asyncio.Task[Any]] = set()
-        in_flight: set[str] = set()
-        # Reading stops while this many samples are unanswered: flow control then slows the sender.
+        """Results as each is ready (services.streams); each sample is batched with whatever else is
+        in flight. Reading stops while STREAM_WINDOW samples are unanswered: flow control then slows
+        the sender."""
         window = asyncio.Semaphore(STREAM_WINDOW)
-        end = object()
-
-        def finished(task: asyncio.Task[Any]) -> None:
-            pending.discard(task)
-            window.release()
-            if not task.cancelled():
-                ready.put_nowait(task)
-
-        async def read() -> None:
-            try:
-                async for request in request_stream:
-                    sample_id = request.sample.id
-                    if not sample_id or sample_id in in_flight:
-                        why = "must be non-empty" if not sample_id else f"{sample_id!r} is already in flight"
-                        ready.put_nowait(_error_result(request, SampleError("sample.id", f"{why} on this stream")))
-                        continue
-                    await window.acquire()
-                    in_flight.add(sample_id)
-                    task = asyncio.ensure_future(self._score_many(request))
-                    pending.add(task)
-                    task.add_done_callback(finished)
-                ready.put_nowait(end)
-            except BaseException as exc:
-                ready.put_nowait(exc)
-                raise
-
-        reader = asyncio.ensure_future(read())
-        reading = True
-        try:
-            while reading or pending or not ready.empty():
-                item = await ready.get()
-                if item is end:
-                    reading = False
-                    continue
-                if isinstance(item, BaseException):
-                    raise item
-                result = item if isinstance(item, verifier_pb2.ScoreResult) else item.result()
-                if item is not result:
-                    in_flight.discard(result.id)
-                yield result
-        finally:
-            reader.cancel()
-            for task in list(pending):
-                task.cancel()
+        async for result in keyed_results(request_stream, self._score_many, window.acquire, window.release):
+            yield result
 
     async def ListVerifiers(self, request: verifier_pb2.ListVerifiersRequest, grpc_context: Any = None) -> Any:
         async def call() -> Any:

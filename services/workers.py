@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from rewards.compose import ScoredSample
 from rewards.pool import Deadline, PoolClosed, WorkerCrashed, WorkerFault, WorkerPool, WorkerPoolConfig, WorkerTimeout
+from rewards.routing import WeightedVerifier
 from rewards.types import Verdict
 from sandbox.api import RunResult, Status
 from services.jobs import Catalogue, ExecuteJob, ExecuteOutcome, Job, JobOutcome, WorkerSpec
@@ -35,6 +36,8 @@ class ScoringPool:
         config = WorkerPoolConfig(handler="services.worker_main:handle", workers=size,
                             setup="services.worker_main:setup", setup_arg=spec)
         self.pool = WorkerPool(config, on_replace=self._replaced)
+        # id(route) -> (route, its deadline); the route is held so that its id is never reused
+        self._deadlines: dict[int, tuple[tuple[WeightedVerifier, ...], Deadline]] = {}
 
     def start(self) -> Catalogue:
         """Start and warm every worker (blocking: call it off the event loop)."""
@@ -50,11 +53,15 @@ class ScoringPool:
         return self.pool.queue_depth
 
     def deadline(self, job: Job | ExecuteJob) -> Deadline:
+        """The sample's timeout in all, and each verifier's declared bound on its own step."""
         if isinstance(job, ExecuteJob):
             return Deadline(self.timeout_s, "the program")
-        verifiers = self.catalogue.verifiers if self.catalogue is not None else {}
-        steps = tuple(getattr(verifiers.get(wv.verifier), "deadline", None) for wv in job.route)
-        return Deadline(self.timeout_s, "scoring", steps)
+        known = self._deadlines.get(id(job.route))
+        if known is None or known[0] is not job.route:  # one per route object: routes are interned
+            verifiers = self.catalogue.verifiers if self.catalogue is not None else {}
+            steps = tuple(getattr(verifiers.get(wv.verifier), "deadline", None) for wv in job.route)
+            known = self._deadlines[id(job.route)] = (job.route, Deadline(self.timeout_s, "scoring", steps))
+        return known[1]
 
     def submit(self, job: Job | ExecuteJob) -> concurrent.futures.Future[JobOutcome | ExecuteOutcome]:
         """A future of the JobOutcome (for a Job) or ExecuteOutcome (for an ExecuteJob); never a fault."""
@@ -62,13 +69,16 @@ class ScoringPool:
         answer: concurrent.futures.Future[JobOutcome | ExecuteOutcome] = concurrent.futures.Future()
         inner = self.pool.submit(job, self.deadline(job))
 
+        pending = [answer]  # emptied once settled, so the two futures do not keep each other alive
+
         def settle(done: concurrent.futures.Future[JobOutcome | ExecuteOutcome]) -> None:
+            target = pending.pop()
             if done.cancelled():
-                answer.cancel()
+                target.cancel()
             elif isinstance(done.exception(), WorkerFault):
-                answer.set_result(faulted(job, done.exception(), start))  # type: ignore[arg-type]
+                target.set_result(faulted(job, done.exception(), start))  # type: ignore[arg-type]
             else:
-                answer.set_result(done.result())
+                target.set_result(done.result())
 
         answer.add_done_callback(lambda a: inner.cancel() if a.cancelled() else None)
         inner.add_done_callback(settle)
