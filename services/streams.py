@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from protos.arbiter.v1 import verifier_pb2
+from arbiter.v1 import verifier_pb2
 from rewards.types import SampleError
 from services import convert
 
