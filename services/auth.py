@@ -14,7 +14,7 @@ from pathlib import Path
 
 import grpc
 
-from rewards.strict_config import ConfigError
+from arbiter.config import ConfigError
 from services.config import TlsFiles
 
 _EXEMPT_PREFIXES = ("/grpc.health.v1.Health/",)

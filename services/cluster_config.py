@@ -32,9 +32,9 @@ from typing import Any
 
 import yaml
 
+from arbiter.config import ConfigError, from_dict
 from rewards.registry import validate_name
 from rewards.routing import RoutingConfig
-from rewards.strict_config import ConfigError, from_dict
 from services.config import ScoringConfig, ServerConfig
 
 # Which built-in verifiers each family deployment is for. Rules are cheap string checks that

@@ -1,6 +1,6 @@
 """Frozen configs for the servicer, the standalone server and the client.
 
-Each config is built from a plain mapping (YAML, CLI) by `from_dict` (rewards.strict_config,
+Each config is built from a plain mapping (YAML, CLI) by `from_dict` (arbiter.config,
 re-exported here), which rejects unknown keys and wrong types naming the dotted path of the
 offender and calls every level's `validate()`; `check(config)` validates one built in code.
 """
@@ -10,12 +10,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from arbiter.config import ConfigError
+from arbiter.config import check as check  # re-exported with from_dict: public here
+from arbiter.config import from_dict as from_dict
 from rewards.math import MathConfig
 from rewards.registry import validate_name
 from rewards.routing import RoutingConfig
-from rewards.strict_config import ConfigError
-from rewards.strict_config import check as check  # re-exported with from_dict: public here
-from rewards.strict_config import from_dict as from_dict
 from sandbox.api import Limits
 
 

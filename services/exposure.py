@@ -16,7 +16,7 @@ import ipaddress
 import logging
 from dataclasses import dataclass
 
-from rewards.strict_config import ConfigError
+from arbiter.config import ConfigError
 from services.cluster_config import ClusterConfig
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
-from rewards.strict_config import ConfigError, from_dict
+from arbiter.config import ConfigError, from_dict
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml"
 

@@ -24,11 +24,10 @@ import hashlib
 import resource
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from rewards import strict_config
 from rewards.math.extract import extract_answer, strip_presentation
 from rewards.math.numbers import exact_numbers_equal
 from rewards.math.protocol import CORRECT, GOLD_UNPARSABLE, CompareOptions
@@ -38,7 +37,8 @@ from rewards.types import Sample, SampleError, Verdict, VerifierResult, describe
 
 @dataclass(frozen=True)
 class MathConfig:
-    """Settings of the math verifier; unknown keys and wrong types are rejected by from_dict."""
+    """Settings of the math verifier. Loaded from YAML/JSON by the strict loader (arbiter.config.from_dict),
+    which rejects unknown keys and wrong types; a bad value is a ValueError from __post_init__."""
 
     timeout_s: float = 5.0
     """Hard bound on one comparison (parse + verify); past it the worker is killed: TIMEOUT.
@@ -81,11 +81,6 @@ class MathConfig:
             raise ValueError(f"audit_fraction must be within [0, 1], got {self.audit_fraction!r}")
         if self.memo_entries < 0:
             raise ValueError(f"memo_entries must be >= 0, got {self.memo_entries!r}")
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> MathConfig:
-        """Build from a decoded YAML/JSON mapping; a bad key is a ConfigError naming it."""
-        return strict_config.from_dict(cls, dict(raw))
 
     def pool_config(self) -> WorkerPoolConfig:
         return WorkerPoolConfig(

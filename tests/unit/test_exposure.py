@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from rewards.strict_config import ConfigError
+from arbiter.config import ConfigError
 from services import cluster_config
 from services.exposure import check_exposure, is_loopback, listeners
 

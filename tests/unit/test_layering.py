@@ -1,4 +1,4 @@
-"""Dependencies point one way: trainer/services -> rewards, sandbox, protos; never back."""
+"""Dependencies point one way: trainer/services -> rewards, sandbox, protos and the config loader; never back."""
 
 from __future__ import annotations
 
@@ -10,17 +10,25 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 FORBIDDEN = {
-    "rewards": {"services", "trainer", "protos", "arbiter", "ray", "grpc", "grpc_health", "google", "torch"},
-    "sandbox": {"rewards", "services", "trainer", "protos", "arbiter", "ray", "grpc", "torch"},
-    "protos": {"rewards", "sandbox", "services", "trainer", "arbiter"},
+    "rewards": {"services", "trainer", "protos", "config", "arbiter", "ray", "grpc", "grpc_health", "google",
+                "torch"},
+    "sandbox": {"rewards", "services", "trainer", "protos", "config", "arbiter", "ray", "grpc", "torch"},
+    "protos": {"rewards", "sandbox", "services", "trainer", "config", "arbiter"},
     "services": {"trainer", "arbiter"},
     "trainer": {"arbiter", "protos"},
 }
 
 
+_SEAMS = {"arbiter.v1": "protos", "arbiter.config": "config"}
+
+
 def layer_of(module: str) -> str:
-    """The layer a module belongs to: its top-level package, except the stubs `arbiter.v1`, which are protos/."""
-    return "protos" if module == "arbiter.v1" or module.startswith("arbiter.v1.") else module.split(".")[0]
+    """The layer a module belongs to: its top-level package, except the two seams under `arbiter`: the
+    stubs `arbiter.v1` (protos/) and the strict config loader `arbiter.config`."""
+    for seam, layer in _SEAMS.items():
+        if module == seam or module.startswith(seam + "."):
+            return layer
+    return module.split(".")[0]
 
 
 def imported_top_level_names(path: Path) -> set[str]:

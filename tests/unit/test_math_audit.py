@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from arbiter.cli import main
+from arbiter.config import ConfigError, from_dict
 from rewards.math import MathConfig, MathVerifier
-from rewards.strict_config import ConfigError
 from rewards.types import Sample, Verdict
 
 THINK = "<think>\nwork\n</think>\n"
@@ -78,7 +78,7 @@ def test_faults_are_never_remembered(verifier_factory) -> None:
 @pytest.mark.parametrize("raw", [{"audit_fraction": 1.5}, {"audit_fraction": -0.1}, {"memo_entries": -1}])
 def test_bad_audit_or_memo_settings_are_rejected(raw: dict) -> None:
     with pytest.raises((ConfigError, ValueError)):
-        MathConfig.from_dict(raw)
+        from_dict(MathConfig, raw)
 
 
 def test_score_cli_rejects_an_audit_fraction_out_of_range(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

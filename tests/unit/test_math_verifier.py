@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from arbiter.config import from_dict
 from rewards.math import MathConfig, MathVerifier
 from rewards.registry import default_registry
 from rewards.types import Sample, SampleError, Verdict, VerifierResult
@@ -85,14 +86,14 @@ def test_registry_builds_the_math_verifier() -> None:
 
 def test_config_rejects_unknown_keys_and_wrong_types() -> None:
     every_field = {f.name: getattr(MathConfig(), f.name) for f in dataclasses.fields(MathConfig)}
-    assert MathConfig.from_dict(every_field) == MathConfig()
-    assert MathConfig.from_dict({"timeout_s": 2, "workers": 3}) == MathConfig(timeout_s=2, workers=3)
+    assert from_dict(MathConfig, every_field) == MathConfig()
+    assert from_dict(MathConfig, {"timeout_s": 2, "workers": 3}) == MathConfig(timeout_s=2, workers=3)
     with pytest.raises(ValueError, match=r"^timeout: unknown key"):
-        MathConfig.from_dict({"timeout": 2})
+        from_dict(MathConfig, {"timeout": 2})
     with pytest.raises(ValueError, match=r"^workers: expected int, got str"):
-        MathConfig.from_dict({"workers": "2"})
+        from_dict(MathConfig, {"workers": "2"})
     with pytest.raises(ValueError, match=r"^timeout_s: expected a number, got bool"):
-        MathConfig.from_dict({"timeout_s": True})
+        from_dict(MathConfig, {"timeout_s": True})
     with pytest.raises(ValueError, match="positive"):
         MathConfig(timeout_s=0)
 

@@ -1,4 +1,4 @@
-"""rewards.strict_config: the one strict mapping -> frozen dataclass loader every config uses, and its one
+"""arbiter.config: the one strict mapping -> frozen dataclass loader every config uses, and its one
 validation hook."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Literal
 import pytest
 import yaml
 
-from rewards.strict_config import ConfigError, check, from_dict
+from arbiter.config import ConfigError, check, from_dict
 
 
 class Policy(enum.Enum):

@@ -17,7 +17,9 @@ Field types understood: nested dataclasses, ``X | None`` and other unions, ``Lit
 enums (built from their value), ``dict[K, V]``, ``tuple[X, ...]``, ``list[X]``, ``int``,
 ``float`` (an int is accepted and converted; ``bool`` never counts as a number), ``str``,
 ``bool``. A ``null`` section means "all defaults", as an empty YAML section reads.
-Stdlib only: services, trainer and rewards all import it.
+Stdlib only, and outside rewards/ (which stays pure scoring: its configs raise ValueError from
+`__post_init__` or `validate()`, and the loader names the key path): services, trainer and the
+CLI import it.
 """
 
 from __future__ import annotations
