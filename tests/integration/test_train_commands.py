@@ -38,12 +38,13 @@ def test_samples_without_an_answer_do_not_vote() -> None:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    """The tiny model after `arbiter sft` on fully correct cold-start data: it adds well."""
+    """The tiny model after `arbiter sft` on fully correct cold-start data: it adds well. (At 3e-3 how
+    well depended on the initial weights: pass@1 0.28-0.99 over seeds 0-3; at 1e-3, 0.61-0.9.)"""
     root = tmp_path_factory.mktemp("commands")
     write_jsonl(root / "cold.jsonl", cold_start_examples(load_prompts(PROMPTS), 400, 1.0, seed=0))
     out = root / "ckpt"
     assert main(["sft", "--data", str(root / "cold.jsonl"), "--output", str(out), "--steps", "300",
-                 "--learning-rate", "3e-3"]) == 0
+                 "--learning-rate", "1e-3"]) == 0
     return out
 
 
